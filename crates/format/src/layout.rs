@@ -1,0 +1,414 @@
+//! Layout of the per-process *session file*: the live-block table, the stack
+//! store, the module list and the heap-error log that the preload library
+//! keeps in a `MAP_SHARED` mapping of a file on tmpfs.
+//!
+//! Keeping the tables in a shared file (not in anonymous memory) is what lets
+//! the CLI report a process that was killed with SIGKILL: the file outlives it.
+//! Every reference inside the file is a byte offset from its start (0 = none),
+//! so the CLI can read it at any address. The preload writes, the CLI only
+//! reads; the CLI validates every offset it follows because the writer may
+//! have died mid-update.
+//!
+//! This module is plain `#[repr(C)]` data and small pure functions: the preload
+//! uses it on its hot path, so nothing here allocates.
+
+use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64};
+
+pub const MAGIC: [u8; 8] = *b"LSCOPE\0\x01";
+pub const LAYOUT_VERSION: u32 = 1;
+/// Live table and stack store are each split in this many independently
+/// locked shards, so threads rarely meet on a lock or a cache line.
+pub const SHARDS: usize = 64;
+/// Recently freed blocks remembered per live shard, to tell a double free
+/// (and where the block was first freed) from a free of a wild pointer.
+pub const FREED_RING: usize = 1024;
+/// Deepest stack recorded; deeper stacks are truncated at the outer end.
+pub const MAX_FRAMES: usize = 128;
+/// Virtual size of the session file. It is sparse: only touched pages use memory.
+pub const RESERVE_BYTES: u64 = 16 << 30;
+/// Stack ids are offsets / 8 into the file; 0 means "no stack".
+pub const NO_STACK: u32 = 0;
+
+/// Process states stored in [`Header::state`].
+pub mod state {
+    pub const RUNNING: u32 = 0;
+    /// The process ran its exit handlers (exit() or return from main).
+    pub const EXITED: u32 = 1;
+    /// The process image was replaced by execve().
+    pub const EXECED: u32 = 2;
+}
+
+/// Flags of a live entry (4 bits).
+pub mod entry_flags {
+    /// Allocated by leakscope itself or by libc on its behalf: never reported.
+    pub const INTERNAL: u8 = 1;
+    /// Allocated in the parent before fork(): the parent owns it.
+    pub const INHERITED: u8 = 2;
+    /// Marked as an intentional leak by the program.
+    pub const IGNORED: u8 = 4;
+}
+
+/// Which function made a block. Stored in 4 bits.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AllocKind {
+    Unknown = 0,
+    Malloc = 1,
+    Calloc = 2,
+    Realloc = 3,
+    Reallocarray = 4,
+    PosixMemalign = 5,
+    AlignedAlloc = 6,
+    Memalign = 7,
+    Valloc = 8,
+    Pvalloc = 9,
+    New = 10,
+    NewArray = 11,
+}
+
+impl AllocKind {
+    pub fn from_u8(v: u8) -> AllocKind {
+        use AllocKind::*;
+        match v {
+            1 => Malloc,
+            2 => Calloc,
+            3 => Realloc,
+            4 => Reallocarray,
+            5 => PosixMemalign,
+            6 => AlignedAlloc,
+            7 => Memalign,
+            8 => Valloc,
+            9 => Pvalloc,
+            10 => New,
+            11 => NewArray,
+            _ => Unknown,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        use AllocKind::*;
+        match self {
+            Unknown => "unknown",
+            Malloc => "malloc",
+            Calloc => "calloc",
+            Realloc => "realloc",
+            Reallocarray => "reallocarray",
+            PosixMemalign => "posix_memalign",
+            AlignedAlloc => "aligned_alloc",
+            Memalign => "memalign",
+            Valloc => "valloc",
+            Pvalloc => "pvalloc",
+            New => "new",
+            NewArray => "new[]",
+        }
+    }
+    /// The release call that matches this allocator.
+    pub fn matching_release(self) -> ReleaseKind {
+        match self {
+            AllocKind::New => ReleaseKind::Delete,
+            AllocKind::NewArray => ReleaseKind::DeleteArray,
+            _ => ReleaseKind::Free,
+        }
+    }
+}
+
+/// Which function released (or tried to release) a block.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReleaseKind {
+    Free = 1,
+    Delete = 2,
+    DeleteArray = 3,
+    /// realloc() releasing the old block (moved, or realloc(p, 0)).
+    Realloc = 4,
+}
+
+impl ReleaseKind {
+    pub fn from_u8(v: u8) -> ReleaseKind {
+        match v {
+            2 => ReleaseKind::Delete,
+            3 => ReleaseKind::DeleteArray,
+            4 => ReleaseKind::Realloc,
+            _ => ReleaseKind::Free,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            ReleaseKind::Free => "free",
+            ReleaseKind::Delete => "delete",
+            ReleaseKind::DeleteArray => "delete[]",
+            ReleaseKind::Realloc => "realloc",
+        }
+    }
+    /// Whether this release is the right one for a block made by `alloc`.
+    pub fn matches(self, alloc: AllocKind) -> bool {
+        match self {
+            // realloc only accepts malloc-family blocks, like free.
+            ReleaseKind::Realloc => alloc.matching_release() == ReleaseKind::Free,
+            other => alloc.matching_release() == other,
+        }
+    }
+}
+
+/// Heap error kinds stored in [`ErrorRecord::kind`].
+pub mod error_kind {
+    pub const DOUBLE_FREE: u32 = 1;
+    pub const INVALID_FREE: u32 = 2;
+    pub const MISMATCHED_FREE: u32 = 3;
+}
+
+/// What an invalid address points at, stored in [`ErrorRecord::region`].
+pub mod region {
+    pub const UNKNOWN: u32 = 0;
+    /// Inside a live heap block (not at its start).
+    pub const HEAP_INTERIOR: u32 = 1;
+    /// On a thread's stack.
+    pub const STACK: u32 = 2;
+    /// In a loaded module's image (a global or static).
+    pub const GLOBAL: u32 = 3;
+}
+
+#[repr(C)]
+pub struct Header {
+    pub magic: [u8; 8],
+    pub version: u32,
+    pub header_size: u32,
+    pub pid: u32,
+    pub ppid: u32,
+    pub state: AtomicU32,
+    pub exit_code: AtomicI32,
+    /// Size of the file (and of the mapping).
+    pub reserved_bytes: u64,
+    /// Next free byte offset; everything below it is initialised.
+    pub bump: AtomicU64,
+    pub start_ns: u64,
+    pub end_ns: AtomicU64,
+    /// argv as NUL-terminated strings, one after another.
+    pub argv_off: u64,
+    pub argv_len: u64,
+    pub exe_off: u64,
+    pub exe_len: u64,
+    /// Newest [`ModuleRecord`] first.
+    pub modules_head: AtomicU64,
+    /// Newest [`ErrorRecord`] first.
+    pub errors_head: AtomicU64,
+    /// Sequence numbers for module and error events, to order them.
+    pub event_seq: AtomicU64,
+    /// leakscope's own code range, whose frames are cut from stacks.
+    pub self_lo: u64,
+    pub self_hi: u64,
+    /// Exec generation: 0 for the first image of this pid, 1 after one exec…
+    pub exec_index: u32,
+    pub _pad0: u32,
+    pub _reserved: [u64; 16],
+    pub live: [LiveShard; SHARDS],
+    pub stacks: [StackShard; SHARDS],
+}
+
+#[repr(C, align(64))]
+pub struct LiveShard {
+    pub lock: AtomicU32,
+    pub _pad: u32,
+    /// Offset of `capacity` [`LiveEntry`] slots (open addressing, linear probing).
+    pub table_off: AtomicU64,
+    pub capacity: AtomicU64,
+    pub len: AtomicU64,
+    /// Offset of [`FREED_RING`] [`FreedEntry`] slots.
+    pub freed_ring_off: AtomicU64,
+    /// Total frees ever written to the ring (next slot = value % FREED_RING).
+    pub freed_next: AtomicU64,
+    pub allocs: AtomicU64,
+    pub frees: AtomicU64,
+}
+
+#[repr(C, align(64))]
+pub struct StackShard {
+    pub lock: AtomicU32,
+    pub _pad: u32,
+    /// Offset of `capacity` u64 slots: `(hash >> 32) << 32 | stack_id`, 0 = empty.
+    pub table_off: AtomicU64,
+    pub capacity: AtomicU64,
+    pub len: AtomicU64,
+    pub _reserved: [u64; 4],
+}
+
+/// One live block: 16 bytes, so 2 M live blocks cost well under 48 MB.
+///
+/// word0: address (bits 0..48) | kind (48..52) | flags (52..56) | size bits 32..40 (56..64)
+/// word1: size bits 0..32 (0..32) | stack id (32..64)
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct LiveEntry {
+    pub word0: u64,
+    pub word1: u64,
+}
+
+pub const MAX_BLOCK_SIZE: u64 = (1 << 40) - 1;
+
+impl LiveEntry {
+    #[inline]
+    pub fn new(addr: u64, size: u64, kind: AllocKind, flags: u8, stack: u32) -> LiveEntry {
+        let size = size.min(MAX_BLOCK_SIZE);
+        LiveEntry {
+            word0: (addr & 0xffff_ffff_ffff)
+                | ((kind as u64 & 0xf) << 48)
+                | ((flags as u64 & 0xf) << 52)
+                | ((size >> 32) << 56),
+            word1: (size & 0xffff_ffff) | ((stack as u64) << 32),
+        }
+    }
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.word0 == 0
+    }
+    #[inline]
+    pub fn addr(&self) -> u64 {
+        self.word0 & 0xffff_ffff_ffff
+    }
+    #[inline]
+    pub fn kind(&self) -> AllocKind {
+        AllocKind::from_u8(((self.word0 >> 48) & 0xf) as u8)
+    }
+    #[inline]
+    pub fn flags(&self) -> u8 {
+        ((self.word0 >> 52) & 0xf) as u8
+    }
+    #[inline]
+    pub fn set_flags(&mut self, flags: u8) {
+        self.word0 = (self.word0 & !(0xf << 52)) | ((flags as u64 & 0xf) << 52);
+    }
+    #[inline]
+    pub fn size(&self) -> u64 {
+        ((self.word0 >> 56) << 32) | (self.word1 & 0xffff_ffff)
+    }
+    #[inline]
+    pub fn stack(&self) -> u32 {
+        (self.word1 >> 32) as u32
+    }
+}
+
+/// A recently freed block, kept to explain a later double free.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct FreedEntry {
+    pub addr: u64,
+    pub size: u64,
+    pub alloc_stack: u32,
+    pub free_stack: u32,
+    pub alloc_kind: u8,
+    pub release_kind: u8,
+    pub _pad: [u8; 6],
+}
+
+/// Header of a stack in the store; `len` return addresses follow it,
+/// innermost first. The stack id is (offset of this header) / 8.
+#[repr(C)]
+pub struct StackRecord {
+    pub hash: u64,
+    pub len: u32,
+    pub _pad: u32,
+}
+
+pub const MAX_BUILD_ID: usize = 32;
+
+/// A loaded module (executable or shared object), as seen by the dynamic loader.
+#[repr(C)]
+pub struct ModuleRecord {
+    pub next: u64,
+    pub seq: u64,
+    /// Load bias (`dlpi_addr`): runtime address = ELF virtual address + base.
+    pub base: u64,
+    /// Runtime address range covered by the module's PT_LOAD segments.
+    pub lo: u64,
+    pub hi: u64,
+    /// Event sequence number at which it was seen unloaded, 0 while loaded.
+    pub unloaded_seq: AtomicU64,
+    pub path_off: u64,
+    pub path_len: u64,
+    pub build_id_len: u32,
+    pub _pad: u32,
+    pub build_id: [u8; MAX_BUILD_ID],
+}
+
+/// A heap error, recorded when it happens.
+#[repr(C)]
+pub struct ErrorRecord {
+    pub next: u64,
+    pub seq: u64,
+    pub kind: u32,
+    pub release_kind: u32,
+    /// The address passed to the release call.
+    pub addr: u64,
+    /// The block the address belongs to (live or recently freed), if known.
+    pub block_addr: u64,
+    pub block_size: u64,
+    pub block_kind: u32,
+    pub region: u32,
+    pub stack: u32,
+    pub alloc_stack: u32,
+    pub free_stack: u32,
+    /// The release that first freed the block (for double frees).
+    pub first_release_kind: u32,
+    pub tid: u32,
+    pub _pad: u32,
+}
+
+/// Multiplicative hash of a block address, spread over the full 64 bits.
+#[inline]
+pub fn hash_addr(addr: u64) -> u64 {
+    (addr >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// Shard of a block address: the top bits of its hash.
+#[inline]
+pub fn live_shard_of(hash: u64) -> usize {
+    (hash >> 58) as usize
+}
+
+/// Hash of a stack (its return addresses).
+#[inline]
+pub fn hash_frames(frames: &[u64]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ frames.len() as u64;
+    for &f in frames {
+        h = (h ^ f).wrapping_mul(0x100_0000_01b3).rotate_left(29);
+    }
+    // Never 0: an all-zero slot means "empty".
+    h | 1
+}
+
+#[inline]
+pub fn stack_shard_of(hash: u64) -> usize {
+    (hash >> 58) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_entry_round_trips_every_field() {
+        let e = LiveEntry::new(0x7fff_1234_5670, (3u64 << 32) + 17, AllocKind::NewArray, 5, 0xdead_beef);
+        assert_eq!(e.addr(), 0x7fff_1234_5670);
+        assert_eq!(e.size(), (3u64 << 32) + 17);
+        assert_eq!(e.kind(), AllocKind::NewArray);
+        assert_eq!(e.flags(), 5);
+        assert_eq!(e.stack(), 0xdead_beef);
+        assert!(!e.is_empty());
+    }
+
+    #[test]
+    fn shards_are_cache_line_sized() {
+        assert_eq!(core::mem::size_of::<LiveShard>(), 64);
+        assert_eq!(core::mem::size_of::<StackShard>(), 64);
+        assert_eq!(core::mem::size_of::<FreedEntry>(), 32);
+    }
+
+    #[test]
+    fn release_matching_follows_the_allocator_family() {
+        assert!(ReleaseKind::Free.matches(AllocKind::Calloc));
+        assert!(ReleaseKind::Delete.matches(AllocKind::New));
+        assert!(!ReleaseKind::Delete.matches(AllocKind::NewArray));
+        assert!(!ReleaseKind::Free.matches(AllocKind::New));
+        assert!(!ReleaseKind::DeleteArray.matches(AllocKind::Malloc));
+        assert!(ReleaseKind::Realloc.matches(AllocKind::Malloc));
+    }
+}

@@ -1,0 +1,340 @@
+//! Reading session files (see [`crate::layout`]) into a [`ProcessTrace`].
+//!
+//! The writer may have been killed at any instruction, so every offset and
+//! length is checked against the bytes actually present; a damaged part is
+//! skipped and reported through [`SessionRead::damage`], never a panic.
+
+use crate::layout::{self, entry_flags, AllocKind, ReleaseKind};
+use crate::model::*;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Read;
+use std::mem::{offset_of, size_of};
+use std::path::{Path, PathBuf};
+
+/// Environment variable through which the CLI hands the session directory to the preload.
+pub const SESSION_ENV: &str = "LEAKSCOPE_SESSION";
+/// Session files are named `proc-<pid>-<exec index>.lsm`.
+pub const FILE_PREFIX: &str = "proc-";
+pub const FILE_SUFFIX: &str = ".lsm";
+
+#[derive(Debug)]
+pub struct SessionRead {
+    pub process: ProcessTrace,
+    /// State word from the header (see [`layout::state`]).
+    pub state: u32,
+    /// What could not be read back (empty when the file was whole).
+    pub damage: Vec<String>,
+}
+
+/// Session files in `dir`, ordered by pid and exec index.
+pub fn session_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<(u32, u32, PathBuf)> = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
+        let Some(core) = name.strip_prefix(FILE_PREFIX).and_then(|n| n.strip_suffix(FILE_SUFFIX)) else {
+            continue;
+        };
+        let mut parts = core.split('-');
+        let (Some(pid), Some(idx)) = (parts.next(), parts.next()) else { continue };
+        let (Ok(pid), Ok(idx)) = (pid.parse(), idx.parse()) else { continue };
+        files.push((pid, idx, path));
+    }
+    files.sort();
+    Ok(files.into_iter().map(|(_, _, p)| p).collect())
+}
+
+pub fn read_session_file(path: &Path) -> Result<SessionRead, String> {
+    let mut file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let header_size = size_of::<layout::Header>();
+    let mut bytes = vec![0u8; header_size];
+    file.read_exact(&mut bytes)
+        .map_err(|_| format!("{}: session file is shorter than its header", path.display()))?;
+    let view = View(&bytes);
+    if view.slice(0, 8) != Some(&layout::MAGIC[..]) {
+        return Err(format!("{}: not a leakscope session file", path.display()));
+    }
+    let version = view.u32(offset_of!(layout::Header, version) as u64);
+    if version != Some(layout::LAYOUT_VERSION) {
+        return Err(format!("{}: session layout version {:?} is not supported", path.display(), version));
+    }
+    // Only the prefix below the bump pointer was ever written; the rest is sparse.
+    let used = view.u64(offset_of!(layout::Header, bump) as u64).unwrap_or(0);
+    let file_len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let used = used.min(file_len).max(header_size as u64);
+    bytes.resize(used as usize, 0);
+    file.read_exact(&mut bytes[header_size..])
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(parse(&bytes))
+}
+
+fn parse(bytes: &[u8]) -> SessionRead {
+    let v = View(bytes);
+    let mut damage = Vec::new();
+    let h = |field: usize| v.u64(field as u64).unwrap_or(0);
+    let h32 = |field: usize| v.u32(field as u64).unwrap_or(0);
+
+    let pid = h32(offset_of!(layout::Header, pid));
+    let ppid = h32(offset_of!(layout::Header, ppid));
+    let state = h32(offset_of!(layout::Header, state));
+    let exit_code = h32(offset_of!(layout::Header, exit_code)) as i32;
+    let exec_index = h32(offset_of!(layout::Header, exec_index));
+    let argv = v
+        .slice(h(offset_of!(layout::Header, argv_off)), h(offset_of!(layout::Header, argv_len)))
+        .map(|b| {
+            b.split(|&c| c == 0)
+                .filter(|s| !s.is_empty())
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let exe = v
+        .slice(h(offset_of!(layout::Header, exe_off)), h(offset_of!(layout::Header, exe_len)))
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .unwrap_or_default();
+
+    let modules = read_modules(&v, h(offset_of!(layout::Header, modules_head)), &mut damage);
+
+    let mut stacks = StackRemap::new(&v);
+    let mut blocks = Vec::new();
+    let mut stats = Stats::default();
+    for shard in 0..layout::SHARDS {
+        let base = (offset_of!(layout::Header, live) + shard * size_of::<layout::LiveShard>()) as u64;
+        stats.allocs += v.u64(base + offset_of!(layout::LiveShard, allocs) as u64).unwrap_or(0);
+        stats.frees += v.u64(base + offset_of!(layout::LiveShard, frees) as u64).unwrap_or(0);
+        let table = v.u64(base + offset_of!(layout::LiveShard, table_off) as u64).unwrap_or(0);
+        let cap = v.u64(base + offset_of!(layout::LiveShard, capacity) as u64).unwrap_or(0);
+        if table == 0 {
+            continue;
+        }
+        let entry_size = size_of::<layout::LiveEntry>() as u64;
+        if v.slice(table, cap.saturating_mul(entry_size)).is_none() {
+            damage.push(format!("live table of shard {shard} lies outside the file"));
+            continue;
+        }
+        for i in 0..cap {
+            let at = table + i * entry_size;
+            let e = layout::LiveEntry { word0: v.u64(at).unwrap_or(0), word1: v.u64(at + 8).unwrap_or(0) };
+            if e.is_empty() || e.flags() & entry_flags::INTERNAL != 0 {
+                continue;
+            }
+            let stack = stacks.map(e.stack(), &mut damage);
+            blocks.push(Block { addr: e.addr(), size: e.size(), kind: e.kind(), stack, flags: e.flags() });
+        }
+    }
+    blocks.sort_by_key(|b| b.addr);
+
+    let errors = read_errors(&v, h(offset_of!(layout::Header, errors_head)), &mut stacks, &mut damage);
+
+    let ending = match state {
+        layout::state::EXITED => Ending::Exited(exit_code),
+        layout::state::EXECED => Ending::Execed,
+        _ => Ending::Unknown,
+    };
+    SessionRead {
+        process: ProcessTrace {
+            pid,
+            parent_pid: ppid,
+            exec_index,
+            argv,
+            exe,
+            ending,
+            finalized: state == layout::state::EXITED,
+            modules,
+            stacks: stacks.stacks,
+            blocks,
+            errors,
+            stats,
+        },
+        state,
+        damage,
+    }
+}
+
+fn read_modules(v: &View, head: u64, damage: &mut Vec<String>) -> Vec<Module> {
+    let mut modules = Vec::new();
+    let mut at = head;
+    while at != 0 {
+        if modules.len() > 100_000 {
+            damage.push("module list does not end".into());
+            break;
+        }
+        let f = |field: usize| v.u64(at.saturating_add(field as u64));
+        let (Some(next), Some(base), Some(lo), Some(hi), Some(unloaded), Some(path_off), Some(path_len)) = (
+            f(offset_of!(layout::ModuleRecord, next)),
+            f(offset_of!(layout::ModuleRecord, base)),
+            f(offset_of!(layout::ModuleRecord, lo)),
+            f(offset_of!(layout::ModuleRecord, hi)),
+            f(offset_of!(layout::ModuleRecord, unloaded_seq)),
+            f(offset_of!(layout::ModuleRecord, path_off)),
+            f(offset_of!(layout::ModuleRecord, path_len)),
+        ) else {
+            damage.push("module record lies outside the file".into());
+            break;
+        };
+        let id_len = v.u32(at.saturating_add(offset_of!(layout::ModuleRecord, build_id_len) as u64)).unwrap_or(0) as u64;
+        let build_id = v
+            .slice(at.saturating_add(offset_of!(layout::ModuleRecord, build_id) as u64), id_len.min(layout::MAX_BUILD_ID as u64))
+            .unwrap_or_default()
+            .to_vec();
+        let path = v.slice(path_off, path_len).map(|b| String::from_utf8_lossy(b).into_owned());
+        modules.push(Module { path: path.unwrap_or_default(), base, lo, hi, build_id, unloaded: unloaded != 0 });
+        at = next;
+    }
+    // Oldest first, the order the loader saw them.
+    modules.reverse();
+    modules
+}
+
+fn read_errors(v: &View, head: u64, stacks: &mut StackRemap, damage: &mut Vec<String>) -> Vec<HeapError> {
+    let mut errors: Vec<(u64, HeapError)> = Vec::new();
+    let mut at = head;
+    while at != 0 {
+        if errors.len() > 10_000_000 {
+            damage.push("error list does not end".into());
+            break;
+        }
+        let g64 = |field: usize| v.u64(at.saturating_add(field as u64));
+        let g32 = |field: usize| v.u32(at.saturating_add(field as u64));
+        use layout::ErrorRecord as R;
+        let (Some(next), Some(seq), Some(kind), Some(release), Some(addr)) = (
+            g64(offset_of!(R, next)),
+            g64(offset_of!(R, seq)),
+            g32(offset_of!(R, kind)),
+            g32(offset_of!(R, release_kind)),
+            g64(offset_of!(R, addr)),
+        ) else {
+            damage.push("error record lies outside the file".into());
+            break;
+        };
+        let block_addr = g64(offset_of!(R, block_addr)).unwrap_or(0);
+        let block_size = g64(offset_of!(R, block_size)).unwrap_or(0);
+        let block_kind = g32(offset_of!(R, block_kind)).unwrap_or(0);
+        let region = g32(offset_of!(R, region)).unwrap_or(0);
+        let stack = g32(offset_of!(R, stack)).unwrap_or(0);
+        let alloc_stack = g32(offset_of!(R, alloc_stack)).unwrap_or(0);
+        let free_stack = g32(offset_of!(R, free_stack)).unwrap_or(0);
+        let first_release = g32(offset_of!(R, first_release_kind)).unwrap_or(0);
+        let kind = match kind {
+            layout::error_kind::DOUBLE_FREE => ErrorKind::DoubleFree,
+            layout::error_kind::INVALID_FREE => ErrorKind::InvalidFree,
+            _ => ErrorKind::MismatchedFree,
+        };
+        let region = match region {
+            layout::region::HEAP_INTERIOR => Region::HeapInterior,
+            layout::region::STACK => Region::Stack,
+            layout::region::GLOBAL => Region::Global,
+            _ => Region::Unknown,
+        };
+        let block = (block_addr != 0).then(|| ErrorBlock {
+            addr: block_addr,
+            size: block_size,
+            kind: AllocKind::from_u8(block_kind as u8),
+            alloc_stack: stacks.map(alloc_stack, damage),
+            first_release: (first_release != 0).then(|| ReleaseKind::from_u8(first_release as u8)),
+            free_stack: stacks.map(free_stack, damage),
+        });
+        errors.push((
+            seq,
+            HeapError {
+                kind,
+                release: ReleaseKind::from_u8(release as u8),
+                addr,
+                region,
+                stack: stacks.map(stack, damage),
+                block,
+            },
+        ));
+        at = next;
+    }
+    errors.sort_by_key(|(seq, _)| *seq);
+    errors.into_iter().map(|(_, e)| e).collect()
+}
+
+/// Turns store ids (offsets / 8) into dense indices of [`ProcessTrace::stacks`].
+struct StackRemap<'a> {
+    view: &'a View<'a>,
+    index: HashMap<u32, u32>,
+    stacks: Vec<Vec<u64>>,
+}
+
+impl<'a> StackRemap<'a> {
+    fn new(view: &'a View<'a>) -> Self {
+        StackRemap { view, index: HashMap::new(), stacks: vec![Vec::new()] }
+    }
+
+    fn map(&mut self, id: u32, damage: &mut Vec<String>) -> u32 {
+        if id == layout::NO_STACK {
+            return 0;
+        }
+        if let Some(&i) = self.index.get(&id) {
+            return i;
+        }
+        let at = id as u64 * 8;
+        let len = self.view.u32(at + offset_of!(layout::StackRecord, len) as u64);
+        let frames_at = at + size_of::<layout::StackRecord>() as u64;
+        let frames = match len {
+            Some(n) if n as usize <= layout::MAX_FRAMES => self.view.slice(frames_at, n as u64 * 8),
+            _ => None,
+        };
+        let Some(frames) = frames else {
+            damage.push(format!("stack {id} lies outside the file"));
+            self.index.insert(id, 0);
+            return 0;
+        };
+        let frames = frames.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect();
+        let i = self.stacks.len() as u32;
+        self.stacks.push(frames);
+        self.index.insert(id, i);
+        i
+    }
+}
+
+/// Bounds-checked little-endian reads from the file's bytes.
+struct View<'a>(&'a [u8]);
+
+impl<'a> View<'a> {
+    fn slice(&self, off: u64, len: u64) -> Option<&'a [u8]> {
+        let end = off.checked_add(len)?;
+        if end > self.0.len() as u64 {
+            return None;
+        }
+        Some(&self.0[off as usize..end as usize])
+    }
+    fn u64(&self, off: u64) -> Option<u64> {
+        self.slice(off, 8).map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+    }
+    fn u32(&self, off: u64) -> Option<u32> {
+        self.slice(off, 4).map(|b| u32::from_le_bytes(b.try_into().unwrap()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbage_is_refused_with_a_message() {
+        let dir = std::env::temp_dir().join(format!("ls-session-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("proc-1-0.lsm");
+        std::fs::write(&f, b"not a session").unwrap();
+        assert!(read_session_file(&f).unwrap_err().contains("shorter than its header"));
+        std::fs::write(&f, vec![7u8; 100_000]).unwrap();
+        assert!(read_session_file(&f).unwrap_err().contains("not a leakscope session file"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_zeroed_header_with_magic_parses_to_an_empty_process() {
+        let mut bytes = vec![0u8; size_of::<layout::Header>()];
+        bytes[..8].copy_from_slice(&layout::MAGIC);
+        bytes[offset_of!(layout::Header, version)..][..4].copy_from_slice(&layout::LAYOUT_VERSION.to_le_bytes());
+        // Dangling offsets everywhere: must be reported, not followed.
+        bytes[offset_of!(layout::Header, modules_head)..][..8].copy_from_slice(&u64::MAX.to_le_bytes());
+        let r = parse(&bytes);
+        assert!(r.process.blocks.is_empty());
+        assert_eq!(r.damage.len(), 1);
+    }
+}
