@@ -128,7 +128,8 @@ fn parse(bytes: &[u8]) -> SessionRead {
     let errors = read_errors(&v, h(offset_of!(layout::Header, errors_head)), &mut stacks, &mut damage);
 
     let ending = match state {
-        layout::state::EXITED => Ending::Exited(exit_code),
+        // i32::MIN: exit handlers ran but the status was not seen (return from main).
+        layout::state::EXITED if exit_code != i32::MIN => Ending::Exited(exit_code),
         layout::state::EXECED => Ending::Execed,
         _ => Ending::Unknown,
     };

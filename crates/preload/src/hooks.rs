@@ -1,0 +1,294 @@
+//! The C allocation family, exported under its standard names.
+
+use crate::bootstrap;
+use crate::capture::current_stack;
+use crate::errors;
+use crate::lifecycle::{mode, Mode, ACTIVE, FREE_STACKS, STATE};
+use crate::live;
+use crate::real;
+use core::sync::atomic::Ordering;
+use leakscope_format::layout::{entry_flags, AllocKind, ReleaseKind, NO_STACK};
+use libc::{c_int, c_void, size_t};
+
+/// Record a block the program got (we hold the hook guard).
+#[inline]
+pub fn track(p: *mut c_void, size: usize, kind: AllocKind) {
+    if !p.is_null() {
+        live::insert(p as u64, size as u64, kind, 0, current_stack());
+    }
+}
+
+/// Record a block that leakscope or libc (working for it) got: matched on free, never reported.
+#[inline]
+pub fn track_internal(p: *mut c_void, size: usize, kind: AllocKind) {
+    if !p.is_null() && STATE.load(Ordering::Acquire) == ACTIVE {
+        live::insert(p as u64, size as u64, kind, entry_flags::INTERNAL, NO_STACK);
+    }
+}
+
+/// Check a release against the table. Returns whether the block may be handed
+/// to the real allocator (false for double and invalid frees).
+pub fn release(p: *mut c_void, how: ReleaseKind) -> bool {
+    let addr = p as u64;
+    match live::remove(addr) {
+        Some(block) => {
+            let internal = block.flags() & entry_flags::INTERNAL != 0;
+            let mismatched = !internal && !how.matches(block.kind());
+            let stack = if mismatched || FREE_STACKS.load(Ordering::Relaxed) { current_stack() } else { NO_STACK };
+            if mismatched {
+                errors::mismatched(addr, &block, how, stack);
+            }
+            live::push_freed(addr, &block, stack, how);
+            true
+        }
+        None => {
+            let stack = current_stack();
+            match live::find_freed(addr) {
+                Some(freed) => errors::double_free(addr, &freed, how, stack),
+                None => errors::invalid_free(addr, how, stack),
+            }
+            false
+        }
+    }
+}
+
+/// A release seen while leakscope itself is running: forget the block quietly.
+#[inline]
+fn release_nested(p: *mut c_void) {
+    if STATE.load(Ordering::Acquire) == ACTIVE {
+        live::remove(p as u64);
+    }
+}
+
+#[inline]
+pub unsafe fn real_malloc(size: size_t) -> *mut c_void {
+    match real::malloc() {
+        Some(f) => f(size),
+        None => bootstrap::alloc(size, 16) as *mut c_void,
+    }
+}
+
+#[inline]
+pub unsafe fn real_free(p: *mut c_void) {
+    if let Some(f) = real::free() {
+        f(p)
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn malloc(size: size_t) -> *mut c_void {
+    match mode() {
+        Mode::Track(_g) => {
+            let p = real_malloc(size);
+            track(p, size, AllocKind::Malloc);
+            p
+        }
+        Mode::Nested => {
+            let p = real_malloc(size);
+            track_internal(p, size, AllocKind::Malloc);
+            p
+        }
+        Mode::Passthrough => real_malloc(size),
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn free(p: *mut c_void) {
+    if p.is_null() || bootstrap::contains(p as *const u8) {
+        return;
+    }
+    match mode() {
+        Mode::Track(_g) => {
+            if release(p, ReleaseKind::Free) {
+                real_free(p);
+            }
+        }
+        Mode::Nested => {
+            release_nested(p);
+            real_free(p);
+        }
+        Mode::Passthrough => real_free(p),
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn calloc(n: size_t, size: size_t) -> *mut c_void {
+    let total = n.checked_mul(size).unwrap_or(usize::MAX);
+    let call = |n, size| match real::calloc() {
+        Some(f) => f(n, size),
+        // The bootstrap pool is zeroed static memory.
+        None if total != usize::MAX => bootstrap::alloc(total, 16) as *mut c_void,
+        None => core::ptr::null_mut(),
+    };
+    match mode() {
+        Mode::Track(_g) => {
+            let p = call(n, size);
+            track(p, total, AllocKind::Calloc);
+            p
+        }
+        Mode::Nested => {
+            let p = call(n, size);
+            track_internal(p, total, AllocKind::Calloc);
+            p
+        }
+        Mode::Passthrough => call(n, size),
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn realloc(p: *mut c_void, size: size_t) -> *mut c_void {
+    realloc_as(p, size, AllocKind::Realloc)
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn reallocarray(p: *mut c_void, n: size_t, size: size_t) -> *mut c_void {
+    match n.checked_mul(size) {
+        Some(total) => realloc_as(p, total, AllocKind::Reallocarray),
+        None => {
+            *libc::__errno_location() = libc::ENOMEM;
+            core::ptr::null_mut()
+        }
+    }
+}
+
+unsafe fn realloc_as(p: *mut c_void, size: size_t, kind: AllocKind) -> *mut c_void {
+    if !p.is_null() && bootstrap::contains(p as *const u8) {
+        // Move a start-up block to the real heap.
+        let new = malloc(size);
+        if !new.is_null() {
+            let n = size.min(bootstrap::bytes_after(p as *const u8));
+            core::ptr::copy_nonoverlapping(p as *const u8, new as *mut u8, n);
+        }
+        return new;
+    }
+    let Some(real_realloc) = real::realloc() else {
+        return core::ptr::null_mut();
+    };
+    match mode() {
+        Mode::Track(_g) => realloc_tracked(p, size, kind, real_realloc),
+        Mode::Nested => {
+            if !p.is_null() {
+                release_nested(p);
+            }
+            let new = real_realloc(p, size);
+            if new.is_null() && size != 0 && !p.is_null() {
+                // Failed: the old block is still there.
+                track_internal(p, 0, kind);
+            }
+            track_internal(new, size, kind);
+            new
+        }
+        Mode::Passthrough => real_realloc(p, size),
+    }
+}
+
+unsafe fn realloc_tracked(p: *mut c_void, size: size_t, kind: AllocKind, real_realloc: real::ReallocFn) -> *mut c_void {
+    if p.is_null() {
+        let new = real_realloc(p, size);
+        track(new, size, kind);
+        return new;
+    }
+    // Take the old block out of the table before the allocator can reuse its address.
+    let Some(old) = live::remove(p as u64) else {
+        let stack = current_stack();
+        match live::find_freed(p as u64) {
+            Some(freed) => errors::double_free(p as u64, &freed, ReleaseKind::Realloc, stack),
+            None => errors::invalid_free(p as u64, ReleaseKind::Realloc, stack),
+        }
+        *libc::__errno_location() = libc::ENOMEM;
+        return core::ptr::null_mut();
+    };
+    let stack = current_stack();
+    let internal = old.flags() & entry_flags::INTERNAL != 0;
+    if !internal && !ReleaseKind::Realloc.matches(old.kind()) {
+        errors::mismatched(p as u64, &old, ReleaseKind::Realloc, stack);
+    }
+    let new = real_realloc(p, size);
+    if new.is_null() {
+        if size == 0 {
+            // realloc(p, 0) freed the block.
+            live::push_freed(p as u64, &old, stack, ReleaseKind::Realloc);
+        } else {
+            live::insert(old.addr(), old.size(), old.kind(), old.flags(), old.stack());
+        }
+        return new;
+    }
+    if new != p {
+        live::push_freed(p as u64, &old, stack, ReleaseKind::Realloc);
+    }
+    let flags = if internal { entry_flags::INTERNAL } else { 0 };
+    live::insert(new as u64, size as u64, kind, flags, stack);
+    new
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: size_t, size: size_t) -> c_int {
+    let Some(f) = real::posix_memalign() else { return libc::ENOMEM };
+    match mode() {
+        Mode::Track(_g) => {
+            let r = f(out, align, size);
+            if r == 0 {
+                track(*out, size, AllocKind::PosixMemalign);
+            }
+            r
+        }
+        Mode::Nested => {
+            let r = f(out, align, size);
+            if r == 0 {
+                track_internal(*out, size, AllocKind::PosixMemalign);
+            }
+            r
+        }
+        Mode::Passthrough => f(out, align, size),
+    }
+}
+
+macro_rules! aligned_hook {
+    ($name:ident, $real:ident, $kind:expr) => {
+        #[no_mangle]
+        pub unsafe extern "C" fn $name(align: size_t, size: size_t) -> *mut c_void {
+            let Some(f) = real::$real() else { return core::ptr::null_mut() };
+            match mode() {
+                Mode::Track(_g) => {
+                    let p = f(align, size);
+                    track(p, size, $kind);
+                    p
+                }
+                Mode::Nested => {
+                    let p = f(align, size);
+                    track_internal(p, size, $kind);
+                    p
+                }
+                Mode::Passthrough => f(align, size),
+            }
+        }
+    };
+}
+
+aligned_hook!(aligned_alloc, aligned_alloc, AllocKind::AlignedAlloc);
+aligned_hook!(memalign, memalign, AllocKind::Memalign);
+
+macro_rules! page_hook {
+    ($name:ident, $real:ident, $kind:expr) => {
+        #[no_mangle]
+        pub unsafe extern "C" fn $name(size: size_t) -> *mut c_void {
+            let Some(f) = real::$real() else { return core::ptr::null_mut() };
+            match mode() {
+                Mode::Track(_g) => {
+                    let p = f(size);
+                    track(p, size, $kind);
+                    p
+                }
+                Mode::Nested => {
+                    let p = f(size);
+                    track_internal(p, size, $kind);
+                    p
+                }
+                Mode::Passthrough => f(size),
+            }
+        }
+    };
+}
+
+page_hook!(valloc, valloc, AllocKind::Valloc);
+page_hook!(pvalloc, pvalloc, AllocKind::Pvalloc);

@@ -1,0 +1,201 @@
+//! Start-up, fork and exit.
+
+use crate::{live, modules, real, session, spin, stacks, thread};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use leakscope_format::layout;
+
+pub const UNINIT: u32 = 0;
+pub const INITIALIZING: u32 = 1;
+pub const ACTIVE: u32 = 2;
+/// No session (not started by the CLI) or it could not be set up: forward only.
+pub const PASSTHROUGH: u32 = 3;
+
+pub static STATE: AtomicU32 = AtomicU32::new(UNINIT);
+/// Record a stack for every free (to show where a double-freed block was first freed).
+pub static FREE_STACKS: AtomicBool = AtomicBool::new(true);
+
+/// Session directory, copied at start-up: the program may change its environment.
+static mut SESSION_DIR: [u8; 1024] = [0; 1024];
+static mut SESSION_DIR_LEN: usize = 0;
+
+fn session_dir() -> &'static [u8] {
+    unsafe { &(&*core::ptr::addr_of!(SESSION_DIR))[..SESSION_DIR_LEN] }
+}
+
+#[used]
+#[link_section = ".init_array"]
+static CONSTRUCTOR: extern "C" fn() = constructor;
+
+extern "C" fn constructor() {
+    ensure_init();
+}
+
+/// How the current call must be handled.
+pub enum Mode {
+    /// Record it (we hold the hook guard).
+    Track(thread::HookGuard),
+    /// leakscope itself (or libc working for it) is calling: forward, record as internal.
+    Nested,
+    /// Not tracing: forward only.
+    Passthrough,
+}
+
+#[inline(always)]
+pub fn mode() -> Mode {
+    if STATE.load(Ordering::Acquire) == ACTIVE {
+        match thread::enter() {
+            Some(g) => Mode::Track(g),
+            None => Mode::Nested,
+        }
+    } else {
+        mode_slow()
+    }
+}
+
+#[cold]
+fn mode_slow() -> Mode {
+    loop {
+        match STATE.load(Ordering::Acquire) {
+            ACTIVE => return mode(),
+            PASSTHROUGH => return Mode::Passthrough,
+            UNINIT => ensure_init(),
+            _ => {
+                // Initialising: on this thread that is us, underneath; elsewhere wait for it.
+                if thread::in_hook() {
+                    return Mode::Nested;
+                }
+                core::hint::spin_loop();
+            }
+        }
+    }
+}
+
+pub fn ensure_init() {
+    if STATE.compare_exchange(UNINIT, INITIALIZING, Ordering::AcqRel, Ordering::Acquire).is_err() {
+        return;
+    }
+    let Some(_guard) = thread::enter() else {
+        STATE.store(PASSTHROUGH, Ordering::Release);
+        return;
+    };
+    // dlsym may allocate: with the guard set and nothing resolved yet, that is
+    // served from the bootstrap pool.
+    if !real::resolve_all() {
+        STATE.store(PASSTHROUGH, Ordering::Release);
+        return;
+    }
+    let dir = unsafe { libc::getenv(c"LEAKSCOPE_SESSION".as_ptr()) };
+    if dir.is_null() {
+        STATE.store(PASSTHROUGH, Ordering::Release);
+        return;
+    }
+    let dir = unsafe { core::ffi::CStr::from_ptr(dir) }.to_bytes();
+    if dir.is_empty() || dir.len() >= 1024 {
+        STATE.store(PASSTHROUGH, Ordering::Release);
+        return;
+    }
+    unsafe {
+        (&mut *core::ptr::addr_of_mut!(SESSION_DIR))[..dir.len()].copy_from_slice(dir);
+        SESSION_DIR_LEN = dir.len();
+    }
+    let free_stacks = unsafe { libc::getenv(c"LEAKSCOPE_FREE_STACKS".as_ptr()) };
+    if !free_stacks.is_null() && unsafe { *free_stacks } == b'0' as libc::c_char {
+        FREE_STACKS.store(false, Ordering::Relaxed);
+    }
+    if !session::create(session_dir()) {
+        crate::notice::Line::new().str("leakscope: cannot create the session file; not tracing").emit();
+        STATE.store(PASSTHROUGH, Ordering::Release);
+        return;
+    }
+    unsafe { (*session::at::<layout::Header>(0)).exit_code.store(i32::MIN, Ordering::Relaxed) };
+    thread::init_key();
+    modules::refresh_if_changed();
+    let (lo, hi) = modules::self_range();
+    unsafe {
+        let h = session::at::<layout::Header>(0);
+        (*h).self_lo = lo;
+        (*h).self_hi = hi;
+    }
+    STATE.store(ACTIVE, Ordering::Release);
+    // These may allocate; now that we are active, such blocks are recorded as internal.
+    unsafe {
+        libc::atexit(at_exit);
+        libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child));
+    }
+}
+
+/// Registered first, so it runs last among the exit handlers (after the
+/// program's and after `_dl_fini`'s destructors).
+extern "C" fn at_exit() {
+    let Some(_g) = thread::enter() else { return };
+    free_runtime_caches();
+    let h = session::header();
+    session::set_end_time();
+    h.state.store(layout::state::EXITED, Ordering::Release);
+}
+
+/// glibc and libstdc++ keep one-time allocations until exit and free them only
+/// on request; Valgrind requests it too, so they are not reported as leaks.
+fn free_runtime_caches() {
+    let cxx = real::lookup(b"_ZN9__gnu_cxx9__freeresEv\0");
+    if cxx != 0 {
+        let f: extern "C" fn() = unsafe { core::mem::transmute(cxx) };
+        f();
+    }
+    let libc_freeres = real::lookup(b"__libc_freeres\0");
+    if libc_freeres != 0 {
+        let f: extern "C" fn() = unsafe { core::mem::transmute(libc_freeres) };
+        f();
+    }
+}
+
+/// Record the status given to exit() (returning from main does not pass here;
+/// the CLI then takes the status from waitpid).
+#[no_mangle]
+pub unsafe extern "C" fn exit(status: libc::c_int) -> ! {
+    if STATE.load(Ordering::Acquire) == ACTIVE {
+        session::header().exit_code.store(status, Ordering::Relaxed);
+    }
+    let next = real::lookup(b"exit\0");
+    let f: extern "C" fn(libc::c_int) -> ! = core::mem::transmute(next);
+    f(status)
+}
+
+static FORK_LOCK: AtomicU32 = AtomicU32::new(0);
+
+extern "C" fn fork_prepare() {
+    if STATE.load(Ordering::Acquire) != ACTIVE {
+        return;
+    }
+    spin::acquire_raw(&FORK_LOCK);
+    modules::lock_refresh();
+    live::lock_all();
+    stacks::lock_all();
+}
+
+extern "C" fn fork_parent() {
+    if STATE.load(Ordering::Acquire) != ACTIVE {
+        return;
+    }
+    stacks::unlock_all();
+    live::unlock_all();
+    modules::unlock_refresh();
+    spin::release_raw(&FORK_LOCK);
+}
+
+extern "C" fn fork_child() {
+    if STATE.load(Ordering::Acquire) != ACTIVE {
+        return;
+    }
+    // Still holding every lock (in the parent's file): copy, then clear the copy's locks.
+    if session::fork_child_copy(session_dir()) {
+        live::mark_all_inherited();
+        stacks::unlock_all();
+        live::unlock_all();
+    } else {
+        // The locks live in the parent's file: leave them to the parent.
+        STATE.store(PASSTHROUGH, Ordering::Release);
+    }
+    modules::unlock_refresh();
+    spin::release_raw(&FORK_LOCK);
+}

@@ -1,0 +1,234 @@
+//! The live-block table: 64 shards of open-addressed (linear probing) tables
+//! of 16-byte entries in the session file, one spin lock per shard, plus a
+//! ring of recently freed blocks per shard to explain double frees.
+
+use crate::session;
+use crate::spin;
+use core::sync::atomic::Ordering;
+use leakscope_format::layout::{
+    self, entry_flags, hash_addr, live_shard_of, AllocKind, FreedEntry, LiveEntry, LiveShard, ReleaseKind,
+};
+
+const INITIAL_CAPACITY: u64 = 1024;
+
+#[inline]
+fn shard(i: usize) -> &'static LiveShard {
+    &session::header().live[i]
+}
+
+#[inline]
+fn slot_of(hash: u64, mask: u64) -> u64 {
+    (hash >> 16) & mask
+}
+
+#[inline]
+fn table(s: &LiveShard) -> (*mut LiveEntry, u64) {
+    let off = s.table_off.load(Ordering::Relaxed);
+    (session::at::<LiveEntry>(off), s.capacity.load(Ordering::Relaxed))
+}
+
+/// Insert (or overwrite) the entry for `addr`. False only when the session file is full.
+pub fn insert(addr: u64, size: u64, kind: AllocKind, flags: u8, stack: u32) -> bool {
+    let hash = hash_addr(addr);
+    let s = shard(live_shard_of(hash));
+    let _g = spin::lock(&s.lock);
+    if s.table_off.load(Ordering::Relaxed) == 0 && !grow(s) {
+        return false;
+    }
+    if (s.len.load(Ordering::Relaxed) + 1) * 4 > s.capacity.load(Ordering::Relaxed) * 3 && !grow(s) {
+        return false;
+    }
+    let entry = LiveEntry::new(addr, size, kind, flags, stack);
+    let (t, cap) = table(s);
+    let mask = cap - 1;
+    let mut i = slot_of(hash, mask);
+    loop {
+        let e = unsafe { &mut *t.add(i as usize) };
+        if e.is_empty() {
+            *e = entry;
+            s.len.fetch_add(1, Ordering::Relaxed);
+            break;
+        }
+        if e.addr() == addr {
+            // The allocator handed the address out again without us seeing its free.
+            *e = entry;
+            break;
+        }
+        i = (i + 1) & mask;
+    }
+    s.allocs.fetch_add(1, Ordering::Relaxed);
+    true
+}
+
+/// Double the shard's table (or create it). Called with the shard lock held.
+fn grow(s: &LiveShard) -> bool {
+    let (old, old_cap) = table(s);
+    let had_table = s.table_off.load(Ordering::Relaxed) != 0;
+    let new_cap = if had_table { old_cap * 2 } else { INITIAL_CAPACITY };
+    let bytes = new_cap * core::mem::size_of::<LiveEntry>() as u64;
+    let Some(new_off) = session::carve(bytes, 4096) else { return false };
+    let new = session::at::<LiveEntry>(new_off);
+    let mask = new_cap - 1;
+    if had_table {
+        for j in 0..old_cap {
+            let e = unsafe { *old.add(j as usize) };
+            if e.is_empty() {
+                continue;
+            }
+            let mut i = slot_of(hash_addr(e.addr()), mask);
+            while unsafe { !(*new.add(i as usize)).is_empty() } {
+                i = (i + 1) & mask;
+            }
+            unsafe { *new.add(i as usize) = e };
+        }
+    }
+    let old_off = s.table_off.load(Ordering::Relaxed);
+    // Publish the filled table before anyone (the CLI after a crash) can follow it.
+    s.capacity.store(new_cap, Ordering::Release);
+    s.table_off.store(new_off, Ordering::Release);
+    if had_table {
+        session::discard(old_off, old_cap * core::mem::size_of::<LiveEntry>() as u64);
+    }
+    true
+}
+
+/// Remove and return the entry for `addr`, counting a free.
+pub fn remove(addr: u64) -> Option<LiveEntry> {
+    let hash = hash_addr(addr);
+    let s = shard(live_shard_of(hash));
+    let _g = spin::lock(&s.lock);
+    if s.table_off.load(Ordering::Relaxed) == 0 {
+        return None;
+    }
+    let (t, cap) = table(s);
+    let mask = cap - 1;
+    let mut i = slot_of(hash, mask);
+    loop {
+        let e = unsafe { *t.add(i as usize) };
+        if e.is_empty() {
+            return None;
+        }
+        if e.addr() == addr {
+            break;
+        }
+        i = (i + 1) & mask;
+    }
+    let removed = unsafe { *t.add(i as usize) };
+    // Backward-shift deletion keeps probe chains intact without tombstones.
+    let mut hole = i;
+    let mut j = i;
+    loop {
+        j = (j + 1) & mask;
+        let e = unsafe { *t.add(j as usize) };
+        if e.is_empty() {
+            break;
+        }
+        let ideal = slot_of(hash_addr(e.addr()), mask);
+        let movable = if hole <= j { ideal <= hole || ideal > j } else { ideal <= hole && ideal > j };
+        if movable {
+            unsafe { *t.add(hole as usize) = e };
+            hole = j;
+        }
+    }
+    unsafe { *t.add(hole as usize) = LiveEntry::default() };
+    s.len.fetch_sub(1, Ordering::Relaxed);
+    s.frees.fetch_add(1, Ordering::Relaxed);
+    Some(removed)
+}
+
+/// Remember a freed block so a second free of it can be explained.
+pub fn push_freed(addr: u64, e: &LiveEntry, free_stack: u32, release: ReleaseKind) {
+    let s = shard(live_shard_of(hash_addr(addr)));
+    let _g = spin::lock(&s.lock);
+    let mut ring = s.freed_ring_off.load(Ordering::Relaxed);
+    if ring == 0 {
+        let Some(off) = session::carve((layout::FREED_RING * core::mem::size_of::<FreedEntry>()) as u64, 64)
+        else {
+            return;
+        };
+        s.freed_ring_off.store(off, Ordering::Release);
+        ring = off;
+    }
+    let n = s.freed_next.load(Ordering::Relaxed);
+    let slot = session::at::<FreedEntry>(ring + (n % layout::FREED_RING as u64) * 32);
+    unsafe {
+        *slot = FreedEntry {
+            addr,
+            size: e.size(),
+            alloc_stack: e.stack(),
+            free_stack,
+            alloc_kind: e.kind() as u8,
+            release_kind: release as u8,
+            _pad: [0; 6],
+        }
+    };
+    s.freed_next.store(n + 1, Ordering::Relaxed);
+}
+
+/// The most recent free of `addr` still remembered, if any.
+pub fn find_freed(addr: u64) -> Option<FreedEntry> {
+    let s = shard(live_shard_of(hash_addr(addr)));
+    let _g = spin::lock(&s.lock);
+    let ring = s.freed_ring_off.load(Ordering::Relaxed);
+    if ring == 0 {
+        return None;
+    }
+    let n = s.freed_next.load(Ordering::Relaxed);
+    let kept = n.min(layout::FREED_RING as u64);
+    (1..=kept)
+        .map(|back| unsafe { *session::at::<FreedEntry>(ring + ((n - back) % layout::FREED_RING as u64) * 32) })
+        .find(|f| f.addr == addr)
+}
+
+/// The live block that `addr` points into (not at its start). Scans every
+/// shard: only used to explain an invalid free.
+pub fn find_containing(addr: u64) -> Option<LiveEntry> {
+    for i in 0..layout::SHARDS {
+        let s = shard(i);
+        let _g = spin::lock(&s.lock);
+        if s.table_off.load(Ordering::Relaxed) == 0 {
+            continue;
+        }
+        let (t, cap) = table(s);
+        for j in 0..cap {
+            let e = unsafe { *t.add(j as usize) };
+            if !e.is_empty() && addr > e.addr() && addr < e.addr() + e.size().max(1) {
+                return Some(e);
+            }
+        }
+    }
+    None
+}
+
+/// fork(): the forking thread takes every lock so the child copies a consistent table.
+pub fn lock_all() {
+    for i in 0..layout::SHARDS {
+        spin::acquire_raw(&shard(i).lock);
+    }
+}
+
+pub fn unlock_all() {
+    for i in 0..layout::SHARDS {
+        spin::release_raw(&shard(i).lock);
+    }
+}
+
+/// In the child after fork: every block so far belongs to the parent.
+/// Called with all locks held.
+pub fn mark_all_inherited() {
+    for i in 0..layout::SHARDS {
+        let s = shard(i);
+        s.allocs.store(0, Ordering::Relaxed);
+        s.frees.store(0, Ordering::Relaxed);
+        if s.table_off.load(Ordering::Relaxed) == 0 {
+            continue;
+        }
+        let (t, cap) = table(s);
+        for j in 0..cap {
+            let e = unsafe { &mut *t.add(j as usize) };
+            if !e.is_empty() {
+                e.set_flags(e.flags() | entry_flags::INHERITED);
+            }
+        }
+    }
+}

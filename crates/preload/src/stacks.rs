@@ -1,0 +1,123 @@
+//! The stack store: each distinct stack is written once to the session file
+//! and named by a 32-bit id (its offset / 8), like LSan's StackDepot. A small
+//! per-thread cache answers repeated call sites without taking a lock.
+
+use crate::session;
+use crate::spin;
+use crate::thread::{ThreadExtra, RECENT_STACKS};
+use core::sync::atomic::Ordering;
+use leakscope_format::layout::{hash_frames, stack_shard_of, StackRecord, StackShard, NO_STACK};
+
+const INITIAL_CAPACITY: u64 = 1024;
+const RECORD_SIZE: u64 = core::mem::size_of::<StackRecord>() as u64;
+
+#[inline]
+fn record_frames(id: u32) -> &'static [u64] {
+    let rec = session::at::<StackRecord>(id as u64 * 8);
+    unsafe {
+        let len = (*rec).len as usize;
+        core::slice::from_raw_parts(session::at::<u64>(id as u64 * 8 + RECORD_SIZE), len)
+    }
+}
+
+#[inline]
+fn record_hash(id: u32) -> u64 {
+    unsafe { (*session::at::<StackRecord>(id as u64 * 8)).hash }
+}
+
+pub fn intern(frames: &[u64], extra: &mut ThreadExtra) -> u32 {
+    if frames.is_empty() {
+        return NO_STACK;
+    }
+    let hash = hash_frames(frames);
+    let slot = (hash as usize >> 3) % RECENT_STACKS;
+    let (h, id) = extra.recent[slot];
+    if h == hash && id != NO_STACK && record_frames(id) == frames {
+        return id;
+    }
+    let id = intern_shared(hash, frames);
+    extra.recent[slot] = (hash, id);
+    id
+}
+
+fn intern_shared(hash: u64, frames: &[u64]) -> u32 {
+    let s: &StackShard = &session::header().stacks[stack_shard_of(hash)];
+    let _g = spin::lock(&s.lock);
+    if s.table_off.load(Ordering::Relaxed) == 0 && !grow(s) {
+        return NO_STACK;
+    }
+    if (s.len.load(Ordering::Relaxed) + 1) * 2 > s.capacity.load(Ordering::Relaxed) && !grow(s) {
+        return NO_STACK;
+    }
+    let t = session::at::<u64>(s.table_off.load(Ordering::Relaxed));
+    let mask = s.capacity.load(Ordering::Relaxed) - 1;
+    let tag = hash >> 32;
+    let mut i = hash & mask;
+    loop {
+        let v = unsafe { *t.add(i as usize) };
+        if v == 0 {
+            break;
+        }
+        let id = v as u32;
+        if v >> 32 == tag && record_frames(id) == frames {
+            return id;
+        }
+        i = (i + 1) & mask;
+    }
+    let Some(off) = session::carve(RECORD_SIZE + 8 * frames.len() as u64, 8) else { return NO_STACK };
+    if off / 8 > u32::MAX as u64 {
+        return NO_STACK;
+    }
+    unsafe {
+        let rec = session::at::<StackRecord>(off);
+        (*rec).hash = hash;
+        (*rec).len = frames.len() as u32;
+        core::ptr::copy_nonoverlapping(frames.as_ptr(), session::at::<u64>(off + RECORD_SIZE), frames.len());
+    }
+    let id = (off / 8) as u32;
+    unsafe { *t.add(i as usize) = (tag << 32) | id as u64 };
+    s.len.fetch_add(1, Ordering::Relaxed);
+    id
+}
+
+/// Double the shard's hash table (or create it). Called with the lock held.
+fn grow(s: &StackShard) -> bool {
+    let old_off = s.table_off.load(Ordering::Relaxed);
+    let old_cap = s.capacity.load(Ordering::Relaxed);
+    let new_cap = if old_off == 0 { INITIAL_CAPACITY } else { old_cap * 2 };
+    let Some(new_off) = session::carve(new_cap * 8, 4096) else { return false };
+    let new = session::at::<u64>(new_off);
+    let mask = new_cap - 1;
+    if old_off != 0 {
+        let old = session::at::<u64>(old_off);
+        for j in 0..old_cap {
+            let v = unsafe { *old.add(j as usize) };
+            if v == 0 {
+                continue;
+            }
+            let mut i = record_hash(v as u32) & mask;
+            while unsafe { *new.add(i as usize) } != 0 {
+                i = (i + 1) & mask;
+            }
+            unsafe { *new.add(i as usize) = v };
+        }
+    }
+    s.capacity.store(new_cap, Ordering::Release);
+    s.table_off.store(new_off, Ordering::Release);
+    if old_off != 0 {
+        session::discard(old_off, old_cap * 8);
+    }
+    true
+}
+
+pub fn lock_all() {
+    for s in session::header().stacks.iter() {
+        spin::acquire_raw(&s.lock);
+    }
+}
+
+pub fn unlock_all() {
+    for s in session::header().stacks.iter() {
+        spin::release_raw(&s.lock);
+    }
+}

@@ -1,0 +1,122 @@
+//! Per-thread state: the reentrancy flag and the unwinding scratch space.
+
+use core::cell::Cell;
+use core::sync::atomic::{AtomicU32, Ordering};
+use framehop::x86_64::CacheX86_64;
+use framehop::MustNotAllocateDuringUnwind;
+
+thread_local! {
+    /// Set while this thread runs leakscope code. Checked before any lock is
+    /// taken: a call that arrives while it is set came from leakscope itself
+    /// (or from libc working for it) and is only forwarded.
+    static IN_HOOK: Cell<bool> = const { Cell::new(false) };
+    static EXTRA: Cell<*mut ThreadExtra> = const { Cell::new(core::ptr::null_mut()) };
+}
+
+pub const RECENT_STACKS: usize = 256;
+
+/// Allocated once per thread (through leakscope's internal allocator) and
+/// freed by a pthread key destructor when the thread exits.
+pub struct ThreadExtra {
+    pub unwind_cache: CacheX86_64<MustNotAllocateDuringUnwind>,
+    /// Top of this thread's stack: stack reads are bounded by [sp, stack_hi).
+    pub stack_hi: u64,
+    /// Direct-mapped cache of recently interned stacks: hash -> stack id.
+    pub recent: [(u64, u32); RECENT_STACKS],
+}
+
+pub struct HookGuard(());
+
+impl Drop for HookGuard {
+    #[inline]
+    fn drop(&mut self) {
+        IN_HOOK.with(|f| f.set(false));
+    }
+}
+
+/// Enter leakscope code on this thread; None if we are already inside it.
+#[inline]
+pub fn enter() -> Option<HookGuard> {
+    IN_HOOK.with(|f| {
+        if f.get() {
+            None
+        } else {
+            f.set(true);
+            Some(HookGuard(()))
+        }
+    })
+}
+
+#[inline]
+pub fn in_hook() -> bool {
+    IN_HOOK.with(|f| f.get())
+}
+
+static KEY: AtomicU32 = AtomicU32::new(u32::MAX);
+
+unsafe extern "C" fn free_extra(p: *mut libc::c_void) {
+    if !p.is_null() {
+        EXTRA.with(|e| {
+            if e.get() == p as *mut ThreadExtra {
+                e.set(core::ptr::null_mut())
+            }
+        });
+        drop(Box::from_raw(p as *mut ThreadExtra));
+    }
+}
+
+/// Called once at start-up, from inside a hook guard.
+pub fn init_key() {
+    let mut key: libc::pthread_key_t = 0;
+    if unsafe { libc::pthread_key_create(&mut key, Some(free_extra)) } == 0 {
+        KEY.store(key, Ordering::Release);
+    }
+}
+
+/// This thread's scratch space; must be called inside a hook guard.
+pub fn extra() -> Option<&'static mut ThreadExtra> {
+    let p = EXTRA.with(|e| e.get());
+    if !p.is_null() {
+        return Some(unsafe { &mut *p });
+    }
+    let hi = stack_bounds();
+    let b = Box::new(ThreadExtra {
+        unwind_cache: CacheX86_64::new_in(),
+        stack_hi: hi,
+        recent: [(0, 0); RECENT_STACKS],
+    });
+    let p = Box::into_raw(b);
+    EXTRA.with(|e| e.set(p));
+    let key = KEY.load(Ordering::Acquire);
+    if key != u32::MAX {
+        unsafe { libc::pthread_setspecific(key, p as *const libc::c_void) };
+    }
+    Some(unsafe { &mut *p })
+}
+
+extern "C" {
+    static __libc_stack_end: *mut libc::c_void;
+}
+
+/// The top of the calling thread's stack, without allocating: glibc's
+/// pthread_getattr_np reads /proc/self/maps (through malloc) for the main thread,
+/// so the main thread's top comes from `__libc_stack_end` instead.
+fn stack_bounds() -> u64 {
+    let is_main = unsafe { libc::getpid() as i64 == libc::syscall(libc::SYS_gettid) };
+    if is_main {
+        let top = unsafe { __libc_stack_end } as u64;
+        // The page holding __libc_stack_end is mapped; nothing above _start's frame is needed.
+        return (top + 4096) & !4095;
+    }
+    unsafe {
+        let mut attr: libc::pthread_attr_t = core::mem::zeroed();
+        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) == 0 {
+            let mut addr: *mut libc::c_void = core::ptr::null_mut();
+            let mut size: libc::size_t = 0;
+            libc::pthread_attr_getstack(&attr, &mut addr, &mut size);
+            libc::pthread_attr_destroy(&mut attr);
+            return addr as u64 + size as u64;
+        }
+    }
+    0
+}
