@@ -1,1 +1,35 @@
-fn main() {}
+//! leakscope: runs an unmodified program with a preload library that records
+//! every allocation, then reports leaks and heap errors (see ARCHITECTURE.md).
+
+mod args;
+mod cmd_report;
+mod cmd_run;
+mod collect;
+mod elf;
+mod fail;
+mod launch;
+mod output;
+mod pipeline;
+mod preload_path;
+mod render_text;
+mod resolve;
+mod session_dir;
+
+use clap::Parser;
+
+fn main() {
+    let cli = args::Cli::parse();
+    let result = match &cli.command {
+        args::Command::Run(a) => cmd_run::run(a),
+        args::Command::Report(a) => cmd_report::run(a),
+    };
+    let code = match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("leakscope: {e:#}");
+            fail::status_of(&e) as i32
+        }
+    };
+    // Everything that cleans up on drop (the session directory) is gone by now.
+    std::process::exit(code);
+}

@@ -8,6 +8,9 @@ fn main() {
                 let p = &r.process;
                 println!("{}: pid {} ppid {} state {} argv {:?} ending {:?}", f.display(), p.pid, p.parent_pid, r.state, p.argv, p.ending);
                 println!("  modules {}, stacks {}, allocs {} frees {}", p.modules.len(), p.stacks.len(), p.stats.allocs, p.stats.frees);
+                for (name, v) in leakscope_format::layout::stat::NAMES.iter().zip(&p.stats.preload) {
+                    println!("  {name}: {v}");
+                }
                 for b in &p.blocks {
                     println!("  block {:#x} {} {:?} flags {} stack {:x?}", b.addr, b.size, b.kind, b.flags, p.stacks[b.stack as usize]);
                 }

@@ -175,6 +175,10 @@ fn encode_process(w: &mut Writer, p: &ProcessTrace) {
     }
     w.uint(p.stats.allocs);
     w.uint(p.stats.frees);
+    w.uint(p.stats.preload.len() as u64);
+    for &c in &p.stats.preload {
+        w.uint(c);
+    }
 }
 
 fn decode_process(r: &mut Reader) -> Result<ProcessTrace, DecodeError> {
@@ -266,7 +270,14 @@ fn decode_process(r: &mut Reader) -> Result<ProcessTrace, DecodeError> {
         };
         errors.push(HeapError { kind, release, addr, region, stack, block });
     }
-    let stats = Stats { allocs: r.uint("alloc count")?, frees: r.uint("free count")? };
+    let allocs = r.uint("alloc count")?;
+    let frees = r.uint("free count")?;
+    let ncounters = r.len("counter count")?;
+    let mut preload = Vec::with_capacity(ncounters.min(64));
+    for _ in 0..ncounters {
+        preload.push(r.uint("counter")?);
+    }
+    let stats = Stats { allocs, frees, preload };
     Ok(ProcessTrace {
         pid,
         parent_pid,
@@ -411,7 +422,7 @@ mod tests {
                         free_stack: 1,
                     }),
                 }],
-                stats: Stats { allocs: 10, frees: 8 },
+                stats: Stats { allocs: 10, frees: 8, preload: vec![1, 2, 3] },
             }],
         }
     }

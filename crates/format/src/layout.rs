@@ -38,6 +38,37 @@ pub mod state {
     pub const EXECED: u32 = 2;
 }
 
+pub const STAT_COUNT: usize = 8;
+
+/// Indices into [`Header::stats`]: what the preload spent its time on.
+pub mod stat {
+    /// Stack captures.
+    pub const CAPTURES: usize = 0;
+    /// Frames unwound with the CFI unwinder.
+    pub const FRAMES_UNWOUND: usize = 1;
+    /// Frames taken over, validated, from the thread's previous capture.
+    pub const FRAMES_REUSED: usize = 2;
+    /// Captures whose program frames were identical to the previous one's.
+    pub const SAME_STACK: usize = 3;
+    /// Stacks found in the thread's recent-stack cache.
+    pub const RECENT_HITS: usize = 4;
+    /// Stacks looked up in (or added to) the shared stack store.
+    pub const STORE_LOOKUPS: usize = 5;
+    /// Nanoseconds spent capturing and interning stacks (sampled clock).
+    pub const CAPTURE_NS: usize = 6;
+    pub const THREADS: usize = 7;
+    pub const NAMES: [&str; super::STAT_COUNT] = [
+        "stack captures",
+        "frames unwound",
+        "frames reused from the previous capture",
+        "captures identical to the previous one",
+        "recent-stack cache hits",
+        "stack store lookups",
+        "capture time (ns)",
+        "threads",
+    ];
+}
+
 /// Flags of a live entry (4 bits).
 pub mod entry_flags {
     /// Allocated by leakscope itself or by libc on its behalf: never reported.
@@ -199,7 +230,9 @@ pub struct Header {
     /// Exec generation: 0 for the first image of this pid, 1 after one exec…
     pub exec_index: u32,
     pub _pad0: u32,
-    pub _reserved: [u64; 16],
+    /// Cost counters (see [`stat`]), summed from each thread when it ends.
+    pub stats: [AtomicU64; STAT_COUNT],
+    pub _reserved: [u64; 8],
     pub live: [LiveShard; SHARDS],
     pub stacks: [StackShard; SHARDS],
 }

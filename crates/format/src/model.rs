@@ -49,6 +49,8 @@ pub struct ProcessTrace {
 pub struct Stats {
     pub allocs: u64,
     pub frees: u64,
+    /// The preload's cost counters, indexed by [`crate::layout::stat`]; empty when unknown.
+    pub preload: Vec<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -124,6 +124,8 @@ fn parse(bytes: &[u8]) -> SessionRead {
         }
     }
     blocks.sort_by_key(|b| b.addr);
+    let stats_at = offset_of!(layout::Header, stats) as u64;
+    stats.preload = (0..layout::STAT_COUNT as u64).map(|i| v.u64(stats_at + 8 * i).unwrap_or(0)).collect();
 
     let errors = read_errors(&v, h(offset_of!(layout::Header, errors_head)), &mut stacks, &mut damage);
 

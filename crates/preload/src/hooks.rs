@@ -1,7 +1,7 @@
 //! The C allocation family, exported under its standard names.
 
 use crate::bootstrap;
-use crate::capture::current_stack;
+use crate::capture::{current_stack, Regs};
 use crate::errors;
 use crate::lifecycle::{mode, Mode, ACTIVE, FREE_STACKS, STATE};
 use crate::live;
@@ -12,9 +12,9 @@ use libc::{c_int, c_void, size_t};
 
 /// Record a block the program got (we hold the hook guard).
 #[inline]
-pub fn track(p: *mut c_void, size: usize, kind: AllocKind) {
+pub fn track(p: *mut c_void, size: usize, kind: AllocKind, regs: &Regs) {
     if !p.is_null() {
-        live::insert(p as u64, size as u64, kind, 0, current_stack());
+        live::insert(p as u64, size as u64, kind, 0, current_stack(regs));
     }
 }
 
@@ -28,13 +28,13 @@ pub fn track_internal(p: *mut c_void, size: usize, kind: AllocKind) {
 
 /// Check a release against the table. Returns whether the block may be handed
 /// to the real allocator (false for double and invalid frees).
-pub fn release(p: *mut c_void, how: ReleaseKind) -> bool {
+pub fn release(p: *mut c_void, how: ReleaseKind, regs: &Regs) -> bool {
     let addr = p as u64;
     match live::remove(addr) {
         Some(block) => {
             let internal = block.flags() & entry_flags::INTERNAL != 0;
             let mismatched = !internal && !how.matches(block.kind());
-            let stack = if mismatched || FREE_STACKS.load(Ordering::Relaxed) { current_stack() } else { NO_STACK };
+            let stack = if mismatched || FREE_STACKS.load(Ordering::Relaxed) { current_stack(regs) } else { NO_STACK };
             if mismatched {
                 errors::mismatched(addr, &block, how, stack);
             }
@@ -42,7 +42,7 @@ pub fn release(p: *mut c_void, how: ReleaseKind) -> bool {
             true
         }
         None => {
-            let stack = current_stack();
+            let stack = current_stack(regs);
             match live::find_freed(addr) {
                 Some(freed) => errors::double_free(addr, &freed, how, stack),
                 None => errors::invalid_free(addr, how, stack),
@@ -80,7 +80,7 @@ pub unsafe extern "C" fn malloc(size: size_t) -> *mut c_void {
     match mode() {
         Mode::Track(_g) => {
             let p = real_malloc(size);
-            track(p, size, AllocKind::Malloc);
+            track(p, size, AllocKind::Malloc, &Regs::here());
             p
         }
         Mode::Nested => {
@@ -99,7 +99,7 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
     }
     match mode() {
         Mode::Track(_g) => {
-            if release(p, ReleaseKind::Free) {
+            if release(p, ReleaseKind::Free, &Regs::here()) {
                 real_free(p);
             }
         }
@@ -123,7 +123,7 @@ pub unsafe extern "C" fn calloc(n: size_t, size: size_t) -> *mut c_void {
     match mode() {
         Mode::Track(_g) => {
             let p = call(n, size);
-            track(p, total, AllocKind::Calloc);
+            track(p, total, AllocKind::Calloc, &Regs::here());
             p
         }
         Mode::Nested => {
@@ -165,7 +165,7 @@ unsafe fn realloc_as(p: *mut c_void, size: size_t, kind: AllocKind) -> *mut c_vo
         return core::ptr::null_mut();
     };
     match mode() {
-        Mode::Track(_g) => realloc_tracked(p, size, kind, real_realloc),
+        Mode::Track(_g) => realloc_tracked(p, size, kind, real_realloc, &Regs::here()),
         Mode::Nested => {
             if !p.is_null() {
                 release_nested(p);
@@ -182,15 +182,21 @@ unsafe fn realloc_as(p: *mut c_void, size: size_t, kind: AllocKind) -> *mut c_vo
     }
 }
 
-unsafe fn realloc_tracked(p: *mut c_void, size: size_t, kind: AllocKind, real_realloc: real::ReallocFn) -> *mut c_void {
+unsafe fn realloc_tracked(
+    p: *mut c_void,
+    size: size_t,
+    kind: AllocKind,
+    real_realloc: real::ReallocFn,
+    regs: &Regs,
+) -> *mut c_void {
     if p.is_null() {
         let new = real_realloc(p, size);
-        track(new, size, kind);
+        track(new, size, kind, regs);
         return new;
     }
     // Take the old block out of the table before the allocator can reuse its address.
     let Some(old) = live::remove(p as u64) else {
-        let stack = current_stack();
+        let stack = current_stack(regs);
         match live::find_freed(p as u64) {
             Some(freed) => errors::double_free(p as u64, &freed, ReleaseKind::Realloc, stack),
             None => errors::invalid_free(p as u64, ReleaseKind::Realloc, stack),
@@ -198,7 +204,7 @@ unsafe fn realloc_tracked(p: *mut c_void, size: size_t, kind: AllocKind, real_re
         *libc::__errno_location() = libc::ENOMEM;
         return core::ptr::null_mut();
     };
-    let stack = current_stack();
+    let stack = current_stack(regs);
     let internal = old.flags() & entry_flags::INTERNAL != 0;
     if !internal && !ReleaseKind::Realloc.matches(old.kind()) {
         errors::mismatched(p as u64, &old, ReleaseKind::Realloc, stack);
@@ -228,7 +234,7 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: size_t, si
         Mode::Track(_g) => {
             let r = f(out, align, size);
             if r == 0 {
-                track(*out, size, AllocKind::PosixMemalign);
+                track(*out, size, AllocKind::PosixMemalign, &Regs::here());
             }
             r
         }
@@ -251,7 +257,7 @@ macro_rules! aligned_hook {
             match mode() {
                 Mode::Track(_g) => {
                     let p = f(align, size);
-                    track(p, size, $kind);
+                    track(p, size, $kind, &Regs::here());
                     p
                 }
                 Mode::Nested => {
@@ -276,7 +282,7 @@ macro_rules! page_hook {
             match mode() {
                 Mode::Track(_g) => {
                     let p = f(size);
-                    track(p, size, $kind);
+                    track(p, size, $kind, &Regs::here());
                     p
                 }
                 Mode::Nested => {

@@ -5,6 +5,7 @@
 //! that fails is the C++ runtime's own operator called, so that it runs the
 //! new-handler and throws std::bad_alloc through us ("C-unwind").
 
+use crate::capture::Regs;
 use crate::hooks::{real_free, real_malloc, release, track, track_internal};
 use crate::lifecycle::{mode, Mode};
 use crate::real;
@@ -54,7 +55,7 @@ unsafe fn new_impl(size: size_t, align: size_t, kind: AllocKind, name_nul: &[u8]
             if p.is_null() {
                 p = runtime_new(name_nul, size, align, nothrow);
             }
-            track(p, size, kind);
+            track(p, size, kind, &Regs::here());
             p
         }
         Mode::Nested => {
@@ -86,7 +87,7 @@ unsafe fn delete_impl(p: *mut c_void, how: ReleaseKind) {
     }
     match mode() {
         Mode::Track(_g) => {
-            if release(p, how) {
+            if release(p, how, &Regs::here()) {
                 real_free(p);
             }
         }

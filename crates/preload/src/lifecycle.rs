@@ -129,6 +129,7 @@ pub fn ensure_init() {
 extern "C" fn at_exit() {
     let Some(_g) = thread::enter() else { return };
     free_runtime_caches();
+    thread::flush_current_stats();
     let h = session::header();
     session::set_end_time();
     h.state.store(layout::state::EXITED, Ordering::Release);

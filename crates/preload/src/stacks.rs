@@ -4,9 +4,9 @@
 
 use crate::session;
 use crate::spin;
-use crate::thread::{ThreadExtra, RECENT_STACKS};
+use crate::thread::RECENT_STACKS;
 use core::sync::atomic::Ordering;
-use leakscope_format::layout::{hash_frames, stack_shard_of, StackRecord, StackShard, NO_STACK};
+use leakscope_format::layout::{stat, STAT_COUNT, hash_frames, stack_shard_of, StackRecord, StackShard, NO_STACK};
 
 const INITIAL_CAPACITY: u64 = 1024;
 const RECORD_SIZE: u64 = core::mem::size_of::<StackRecord>() as u64;
@@ -25,18 +25,20 @@ fn record_hash(id: u32) -> u64 {
     unsafe { (*session::at::<StackRecord>(id as u64 * 8)).hash }
 }
 
-pub fn intern(frames: &[u64], extra: &mut ThreadExtra) -> u32 {
+pub fn intern(frames: &[u64], recent: &mut [(u64, u32); RECENT_STACKS], stats: &mut [u64; STAT_COUNT]) -> u32 {
     if frames.is_empty() {
         return NO_STACK;
     }
     let hash = hash_frames(frames);
     let slot = (hash as usize >> 3) % RECENT_STACKS;
-    let (h, id) = extra.recent[slot];
+    let (h, id) = recent[slot];
     if h == hash && id != NO_STACK && record_frames(id) == frames {
+        stats[stat::RECENT_HITS] += 1;
         return id;
     }
+    stats[stat::STORE_LOOKUPS] += 1;
     let id = intern_shared(hash, frames);
-    extra.recent[slot] = (hash, id);
+    recent[slot] = (hash, id);
     id
 }
 

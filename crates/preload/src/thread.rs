@@ -4,6 +4,7 @@ use core::cell::Cell;
 use core::sync::atomic::{AtomicU32, Ordering};
 use framehop::x86_64::CacheX86_64;
 use framehop::MustNotAllocateDuringUnwind;
+use leakscope_format::layout;
 
 thread_local! {
     /// Set while this thread runs leakscope code. Checked before any lock is
@@ -17,12 +18,53 @@ pub const RECENT_STACKS: usize = 256;
 
 /// Allocated once per thread (through leakscope's internal allocator) and
 /// freed by a pthread key destructor when the thread exits.
+pub type UnwindCache = CacheX86_64<MustNotAllocateDuringUnwind>;
+
 pub struct ThreadExtra {
-    pub unwind_cache: CacheX86_64<MustNotAllocateDuringUnwind>,
+    pub unwind_cache: UnwindCache,
     /// Top of this thread's stack: stack reads are bounded by [sp, stack_hi).
     pub stack_hi: u64,
     /// Direct-mapped cache of recently interned stacks: hash -> stack id.
     pub recent: [(u64, u32); RECENT_STACKS],
+    /// Cost counters ([`layout::stat`]), added to the session header now and then.
+    pub stats: [u64; layout::STAT_COUNT],
+    /// The previous stack walk and the one being made (see `capture`).
+    walk_a: crate::capture::Walk,
+    walk_b: crate::capture::Walk,
+    a_is_prev: bool,
+}
+
+impl ThreadExtra {
+    /// Borrow the pieces a capture needs at once.
+    pub fn parts(&mut self) -> CaptureParts<'_> {
+        let (prev, cur) =
+            if self.a_is_prev { (&mut self.walk_a, &mut self.walk_b) } else { (&mut self.walk_b, &mut self.walk_a) };
+        CaptureParts { prev, cur, cache: &mut self.unwind_cache, recent: &mut self.recent, stats: &mut self.stats, stack_hi: self.stack_hi }
+    }
+    pub fn swap_walks(&mut self) {
+        self.a_is_prev = !self.a_is_prev;
+    }
+    /// Add this thread's counters to the session's and start again from zero.
+    pub fn flush_stats(&mut self) {
+        if crate::session::is_mapped() {
+            let h = crate::session::header();
+            for (i, c) in self.stats.iter_mut().enumerate() {
+                if *c != 0 {
+                    h.stats[i].fetch_add(*c, Ordering::Relaxed);
+                    *c = 0;
+                }
+            }
+        }
+    }
+}
+
+pub struct CaptureParts<'a> {
+    pub prev: &'a mut crate::capture::Walk,
+    pub cur: &'a mut crate::capture::Walk,
+    pub cache: &'a mut UnwindCache,
+    pub recent: &'a mut [(u64, u32); RECENT_STACKS],
+    pub stats: &'a mut [u64; layout::STAT_COUNT],
+    pub stack_hi: u64,
 }
 
 pub struct HookGuard(());
@@ -61,7 +103,10 @@ unsafe extern "C" fn free_extra(p: *mut libc::c_void) {
                 e.set(core::ptr::null_mut())
             }
         });
-        drop(Box::from_raw(p as *mut ThreadExtra));
+        let mut extra = Box::from_raw(p as *mut ThreadExtra);
+        extra.stats[layout::stat::THREADS] += 1;
+        extra.flush_stats();
+        drop(extra);
     }
 }
 
@@ -70,6 +115,16 @@ pub fn init_key() {
     let mut key: libc::pthread_key_t = 0;
     if unsafe { libc::pthread_key_create(&mut key, Some(free_extra)) } == 0 {
         KEY.store(key, Ordering::Release);
+    }
+}
+
+/// Fold the calling thread's counters into the session (at exit).
+pub fn flush_current_stats() {
+    let p = EXTRA.with(|e| e.get());
+    if !p.is_null() {
+        let extra = unsafe { &mut *p };
+        extra.stats[layout::stat::THREADS] += 1;
+        extra.flush_stats();
     }
 }
 
@@ -84,6 +139,10 @@ pub fn extra() -> Option<&'static mut ThreadExtra> {
         unwind_cache: CacheX86_64::new_in(),
         stack_hi: hi,
         recent: [(0, 0); RECENT_STACKS],
+        stats: [0; layout::STAT_COUNT],
+        walk_a: crate::capture::Walk::new(),
+        walk_b: crate::capture::Walk::new(),
+        a_is_prev: true,
     });
     let p = Box::into_raw(b);
     EXTRA.with(|e| e.set(p));
