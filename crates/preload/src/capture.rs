@@ -71,32 +71,22 @@ impl Walk {
     }
 }
 
-/// Registers at a point inside an exported hook, where unwinding starts:
-/// starting there rather than deeper inside leakscope saves unwinding our own frames.
+/// The program's registers at its call into a hook, where unwinding starts
+/// (see `entry.rs`): the walk never has to unwind leakscope's own frames.
 #[derive(Clone, Copy)]
 pub struct Regs {
-    pc: u64,
+    /// Return address into the program.
+    ret: u64,
+    /// The caller's stack pointer after the call returns.
     sp: u64,
     bp: u64,
 }
 
 impl Regs {
-    /// Must be inlined into the hook whose frame the walk starts from.
+    /// From the stack pointer and rbp at the first instruction of a hook.
     #[inline(always)]
-    pub fn here() -> Regs {
-        let (pc, sp, bp): (u64, u64, u64);
-        unsafe {
-            core::arch::asm!(
-                "lea {pc}, [rip]",
-                "mov {sp}, rsp",
-                "mov {bp}, rbp",
-                pc = out(reg) pc,
-                sp = out(reg) sp,
-                bp = out(reg) bp,
-                options(nomem, nostack, preserves_flags)
-            );
-        }
-        Regs { pc, sp, bp }
+    pub unsafe fn at_entry(entry_sp: u64, entry_bp: u64) -> Regs {
+        Regs { ret: *(entry_sp as *const u64), sp: entry_sp + 8, bp: entry_bp }
     }
 }
 
@@ -158,7 +148,14 @@ fn walk(
     cache: &mut crate::thread::UnwindCache,
     stack_hi: u64,
 ) {
-    let Regs { pc, sp, bp } = *regs;
+    let Regs { ret, sp, bp } = *regs;
+    let Some(first) = FrameAddress::from_return_address(ret) else {
+        cur.n = 0;
+        cur.unwound = 0;
+        cur.unwinder = 0;
+        cur.reusable = false;
+        return;
+    };
     let unwinder_id = unwinder as *const NativeUnwinder as usize;
     let prev_usable = prev.reusable && prev.unwinder == unwinder_id;
     cur.unwinder = unwinder_id;
@@ -169,8 +166,8 @@ fn walk(
     cur.stack_id = NO_STACK;
 
     let lo = sp;
-    let mut regs = UnwindRegsX86_64::new(pc, sp, bp);
-    let mut address = FrameAddress::InstructionPointer(pc);
+    let mut regs = UnwindRegsX86_64::new(ret, sp, bp);
+    let mut address = first;
     let mut k = 0usize;
     loop {
         let i = cur.n;

@@ -1,6 +1,7 @@
 //! The C allocation family, exported under its standard names.
 
 use crate::bootstrap;
+use crate::entry::export_hook;
 use crate::capture::{current_stack, Regs};
 use crate::errors;
 use crate::lifecycle::{mode, Mode, ACTIVE, FREE_STACKS, STATE};
@@ -75,12 +76,13 @@ pub unsafe fn real_free(p: *mut c_void) {
     }
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn malloc(size: size_t) -> *mut c_void {
+export_hook!(malloc => malloc_impl);
+
+unsafe extern "C" fn malloc_impl(size: size_t, _pad1: usize, _pad2: usize, entry_sp: u64, entry_bp: u64) -> *mut c_void {
     match mode() {
         Mode::Track(_g) => {
             let p = real_malloc(size);
-            track(p, size, AllocKind::Malloc, &Regs::here());
+            track(p, size, AllocKind::Malloc, &Regs::at_entry(entry_sp, entry_bp));
             p
         }
         Mode::Nested => {
@@ -92,14 +94,15 @@ pub unsafe extern "C" fn malloc(size: size_t) -> *mut c_void {
     }
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn free(p: *mut c_void) {
+export_hook!(free => free_impl);
+
+unsafe extern "C" fn free_impl(p: *mut c_void, _pad1: usize, _pad2: usize, entry_sp: u64, entry_bp: u64) {
     if p.is_null() || bootstrap::contains(p as *const u8) {
         return;
     }
     match mode() {
         Mode::Track(_g) => {
-            if release(p, ReleaseKind::Free, &Regs::here()) {
+            if release(p, ReleaseKind::Free, &Regs::at_entry(entry_sp, entry_bp)) {
                 real_free(p);
             }
         }
@@ -111,8 +114,9 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
     }
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn calloc(n: size_t, size: size_t) -> *mut c_void {
+export_hook!(calloc => calloc_impl);
+
+unsafe extern "C" fn calloc_impl(n: size_t, size: size_t, _pad2: usize, entry_sp: u64, entry_bp: u64) -> *mut c_void {
     let total = n.checked_mul(size).unwrap_or(usize::MAX);
     let call = |n, size| match real::calloc() {
         Some(f) => f(n, size),
@@ -123,7 +127,7 @@ pub unsafe extern "C" fn calloc(n: size_t, size: size_t) -> *mut c_void {
     match mode() {
         Mode::Track(_g) => {
             let p = call(n, size);
-            track(p, total, AllocKind::Calloc, &Regs::here());
+            track(p, total, AllocKind::Calloc, &Regs::at_entry(entry_sp, entry_bp));
             p
         }
         Mode::Nested => {
@@ -135,15 +139,17 @@ pub unsafe extern "C" fn calloc(n: size_t, size: size_t) -> *mut c_void {
     }
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn realloc(p: *mut c_void, size: size_t) -> *mut c_void {
-    realloc_as(p, size, AllocKind::Realloc)
+export_hook!(realloc => realloc_impl);
+
+unsafe extern "C" fn realloc_impl(p: *mut c_void, size: size_t, _pad2: usize, entry_sp: u64, entry_bp: u64) -> *mut c_void {
+    realloc_as(p, size, AllocKind::Realloc, entry_sp, entry_bp)
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn reallocarray(p: *mut c_void, n: size_t, size: size_t) -> *mut c_void {
+export_hook!(reallocarray => reallocarray_impl);
+
+unsafe extern "C" fn reallocarray_impl(p: *mut c_void, n: size_t, size: size_t, entry_sp: u64, entry_bp: u64) -> *mut c_void {
     match n.checked_mul(size) {
-        Some(total) => realloc_as(p, total, AllocKind::Reallocarray),
+        Some(total) => realloc_as(p, total, AllocKind::Reallocarray, entry_sp, entry_bp),
         None => {
             *libc::__errno_location() = libc::ENOMEM;
             core::ptr::null_mut()
@@ -151,10 +157,10 @@ pub unsafe extern "C" fn reallocarray(p: *mut c_void, n: size_t, size: size_t) -
     }
 }
 
-unsafe fn realloc_as(p: *mut c_void, size: size_t, kind: AllocKind) -> *mut c_void {
+unsafe fn realloc_as(p: *mut c_void, size: size_t, kind: AllocKind, entry_sp: u64, entry_bp: u64) -> *mut c_void {
     if !p.is_null() && bootstrap::contains(p as *const u8) {
         // Move a start-up block to the real heap.
-        let new = malloc(size);
+        let new = libc::malloc(size);
         if !new.is_null() {
             let n = size.min(bootstrap::bytes_after(p as *const u8));
             core::ptr::copy_nonoverlapping(p as *const u8, new as *mut u8, n);
@@ -165,7 +171,7 @@ unsafe fn realloc_as(p: *mut c_void, size: size_t, kind: AllocKind) -> *mut c_vo
         return core::ptr::null_mut();
     };
     match mode() {
-        Mode::Track(_g) => realloc_tracked(p, size, kind, real_realloc, &Regs::here()),
+        Mode::Track(_g) => realloc_tracked(p, size, kind, real_realloc, &Regs::at_entry(entry_sp, entry_bp)),
         Mode::Nested => {
             if !p.is_null() {
                 release_nested(p);
@@ -227,14 +233,15 @@ unsafe fn realloc_tracked(
     new
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: size_t, size: size_t) -> c_int {
+export_hook!(posix_memalign => posix_memalign_impl);
+
+unsafe extern "C" fn posix_memalign_impl(out: *mut *mut c_void, align: size_t, size: size_t, entry_sp: u64, entry_bp: u64) -> c_int {
     let Some(f) = real::posix_memalign() else { return libc::ENOMEM };
     match mode() {
         Mode::Track(_g) => {
             let r = f(out, align, size);
             if r == 0 {
-                track(*out, size, AllocKind::PosixMemalign, &Regs::here());
+                track(*out, size, AllocKind::PosixMemalign, &Regs::at_entry(entry_sp, entry_bp));
             }
             r
         }
@@ -250,14 +257,15 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: size_t, si
 }
 
 macro_rules! aligned_hook {
-    ($name:ident, $real:ident, $kind:expr) => {
-        #[no_mangle]
-        pub unsafe extern "C" fn $name(align: size_t, size: size_t) -> *mut c_void {
+    ($name:ident, $imp_name:ident, $real:ident, $kind:expr) => {
+        export_hook!($name => $imp_name);
+
+        unsafe extern "C" fn $imp_name(align: size_t, size: size_t, _pad: usize, entry_sp: u64, entry_bp: u64) -> *mut c_void {
             let Some(f) = real::$real() else { return core::ptr::null_mut() };
             match mode() {
                 Mode::Track(_g) => {
                     let p = f(align, size);
-                    track(p, size, $kind, &Regs::here());
+                    track(p, size, $kind, &Regs::at_entry(entry_sp, entry_bp));
                     p
                 }
                 Mode::Nested => {
@@ -271,18 +279,19 @@ macro_rules! aligned_hook {
     };
 }
 
-aligned_hook!(aligned_alloc, aligned_alloc, AllocKind::AlignedAlloc);
-aligned_hook!(memalign, memalign, AllocKind::Memalign);
+aligned_hook!(aligned_alloc, aligned_alloc_impl, aligned_alloc, AllocKind::AlignedAlloc);
+aligned_hook!(memalign, memalign_impl, memalign, AllocKind::Memalign);
 
 macro_rules! page_hook {
-    ($name:ident, $real:ident, $kind:expr) => {
-        #[no_mangle]
-        pub unsafe extern "C" fn $name(size: size_t) -> *mut c_void {
+    ($name:ident, $imp_name:ident, $real:ident, $kind:expr) => {
+        export_hook!($name => $imp_name);
+
+        unsafe extern "C" fn $imp_name(size: size_t, _pad1: usize, _pad2: usize, entry_sp: u64, entry_bp: u64) -> *mut c_void {
             let Some(f) = real::$real() else { return core::ptr::null_mut() };
             match mode() {
                 Mode::Track(_g) => {
                     let p = f(size);
-                    track(p, size, $kind, &Regs::here());
+                    track(p, size, $kind, &Regs::at_entry(entry_sp, entry_bp));
                     p
                 }
                 Mode::Nested => {
@@ -296,5 +305,5 @@ macro_rules! page_hook {
     };
 }
 
-page_hook!(valloc, valloc, AllocKind::Valloc);
-page_hook!(pvalloc, pvalloc, AllocKind::Pvalloc);
+page_hook!(valloc, valloc_impl, valloc, AllocKind::Valloc);
+page_hook!(pvalloc, pvalloc_impl, pvalloc, AllocKind::Pvalloc);

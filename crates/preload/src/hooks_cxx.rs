@@ -6,6 +6,7 @@
 //! new-handler and throws std::bad_alloc through us ("C-unwind").
 
 use crate::capture::Regs;
+use crate::entry::export_hook;
 use crate::hooks::{real_free, real_malloc, release, track, track_internal};
 use crate::lifecycle::{mode, Mode};
 use crate::real;
@@ -48,14 +49,22 @@ unsafe fn runtime_new(name_nul: &[u8], size: size_t, align: size_t, nothrow: boo
 static NOTHROW: u8 = 0;
 
 #[inline(always)]
-unsafe fn new_impl(size: size_t, align: size_t, kind: AllocKind, name_nul: &[u8], nothrow: bool) -> *mut c_void {
+unsafe fn new_impl(
+    size: size_t,
+    align: size_t,
+    kind: AllocKind,
+    name_nul: &[u8],
+    nothrow: bool,
+    entry_sp: u64,
+    entry_bp: u64,
+) -> *mut c_void {
     match mode() {
         Mode::Track(_g) => {
             let mut p = raw_alloc(size, align);
             if p.is_null() {
                 p = runtime_new(name_nul, size, align, nothrow);
             }
-            track(p, size, kind, &Regs::here());
+            track(p, size, kind, &Regs::at_entry(entry_sp, entry_bp));
             p
         }
         Mode::Nested => {
@@ -77,7 +86,7 @@ unsafe fn new_impl(size: size_t, align: size_t, kind: AllocKind, name_nul: &[u8]
 }
 
 #[inline(always)]
-unsafe fn delete_impl(p: *mut c_void, how: ReleaseKind) {
+unsafe fn delete_impl(p: *mut c_void, how: ReleaseKind, entry_sp: u64, entry_bp: u64) {
     if p.is_null() {
         return;
     }
@@ -87,7 +96,7 @@ unsafe fn delete_impl(p: *mut c_void, how: ReleaseKind) {
     }
     match mode() {
         Mode::Track(_g) => {
-            if release(p, how, &Regs::here()) {
+            if release(p, how, &Regs::at_entry(entry_sp, entry_bp)) {
                 real_free(p);
             }
         }
@@ -101,16 +110,34 @@ unsafe fn delete_impl(p: *mut c_void, how: ReleaseKind) {
 
 macro_rules! new_op {
     ($name:ident, $kind:expr, $nothrow:expr, aligned) => {
-        #[no_mangle]
-        pub unsafe extern "C-unwind" fn $name(size: size_t, align: size_t, _nt: *const c_void) -> *mut c_void {
-            new_impl(size, align.max(1), $kind, concat!(stringify!($name), "\0").as_bytes(), $nothrow)
-        }
+        const _: () = {
+            export_hook!($name => imp);
+            unsafe extern "C-unwind" fn imp(
+                size: size_t,
+                align: size_t,
+                _nt: *const c_void,
+                entry_sp: u64,
+                entry_bp: u64,
+            ) -> *mut c_void {
+                let name = concat!(stringify!($name), "\0").as_bytes();
+                new_impl(size, align.max(1), $kind, name, $nothrow, entry_sp, entry_bp)
+            }
+        };
     };
     ($name:ident, $kind:expr, $nothrow:expr) => {
-        #[no_mangle]
-        pub unsafe extern "C-unwind" fn $name(size: size_t, _nt: *const c_void) -> *mut c_void {
-            new_impl(size, 0, $kind, concat!(stringify!($name), "\0").as_bytes(), $nothrow)
-        }
+        const _: () = {
+            export_hook!($name => imp);
+            unsafe extern "C-unwind" fn imp(
+                size: size_t,
+                _nt: *const c_void,
+                _pad: usize,
+                entry_sp: u64,
+                entry_bp: u64,
+            ) -> *mut c_void {
+                let name = concat!(stringify!($name), "\0").as_bytes();
+                new_impl(size, 0, $kind, name, $nothrow, entry_sp, entry_bp)
+            }
+        };
     };
 }
 
@@ -127,10 +154,12 @@ new_op!(_ZnamSt11align_val_tRKSt9nothrow_t, AllocKind::NewArray, true, aligned);
 
 macro_rules! delete_op {
     ($name:ident, $how:expr) => {
-        #[no_mangle]
-        pub unsafe extern "C" fn $name(p: *mut c_void, _size_or_align: size_t, _more: size_t) {
-            delete_impl(p, $how)
-        }
+        const _: () = {
+            export_hook!($name => imp);
+            unsafe extern "C" fn imp(p: *mut c_void, _size_or_align: size_t, _more: size_t, entry_sp: u64, entry_bp: u64) {
+                delete_impl(p, $how, entry_sp, entry_bp)
+            }
+        };
     };
 }
 

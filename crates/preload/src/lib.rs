@@ -8,6 +8,7 @@
 
 mod bootstrap;
 mod capture;
+mod entry;
 mod errors;
 mod hooks;
 mod hooks_cxx;
