@@ -1,0 +1,19 @@
+#!/bin/sh
+# Installs what leakscope needs to build, to symbolise glibc's frames and to
+# run its tests (gdb and dwz are used by cross-check tests)
+# (Debian 12). Uses sudo when not run as root.
+set -eu
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+need=""
+for pkg in gcc g++ libc6-dbg binutils gdb dwz; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need="$need $pkg"
+done
+if [ -n "$need" ]; then
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq $need
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "setup: cargo is not installed; install Rust from https://rustup.rs first" >&2
+    exit 1
+fi
