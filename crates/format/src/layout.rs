@@ -38,7 +38,7 @@ pub mod state {
     pub const EXECED: u32 = 2;
 }
 
-pub const STAT_COUNT: usize = 8;
+pub const STAT_COUNT: usize = 10;
 
 /// Indices into [`Header::stats`]: what the preload spent its time on.
 pub mod stat {
@@ -57,6 +57,9 @@ pub mod stat {
     /// Nanoseconds spent capturing and interning stacks (sampled clock).
     pub const CAPTURE_NS: usize = 6;
     pub const THREADS: usize = 7;
+    /// With LEAKSCOPE_CHECK_WALKS=1: captures compared against a full walk, and mismatches.
+    pub const WALKS_CHECKED: usize = 8;
+    pub const WALK_MISMATCHES: usize = 9;
     pub const NAMES: [&str; super::STAT_COUNT] = [
         "stack captures",
         "frames unwound",
@@ -66,6 +69,8 @@ pub mod stat {
         "stack store lookups",
         "capture time (ns)",
         "threads",
+        "captures cross-checked against a full walk",
+        "cross-check mismatches",
     ];
 }
 
@@ -232,7 +237,7 @@ pub struct Header {
     pub _pad0: u32,
     /// Cost counters (see [`stat`]), summed from each thread when it ends.
     pub stats: [AtomicU64; STAT_COUNT],
-    pub _reserved: [u64; 8],
+    pub _reserved: [u64; 6],
     pub live: [LiveShard; SHARDS],
     pub stacks: [StackShard; SHARDS],
 }
@@ -399,12 +404,23 @@ pub fn live_shard_of(hash: u64) -> usize {
 
 /// Hash of a stack (its return addresses).
 #[inline]
+/// Frames are hashed from the outermost inwards, so a stack walk that reuses
+/// its outer frames can reuse their partial hashes too ([`hash_step`]).
 pub fn hash_frames(frames: &[u64]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ frames.len() as u64;
-    for &f in frames {
-        h = (h ^ f).wrapping_mul(0x100_0000_01b3).rotate_left(29);
-    }
-    // Never 0: an all-zero slot means "empty".
+    finish_hash(frames.iter().rev().fold(HASH_SEED, |h, &f| hash_step(h, f)))
+}
+
+pub const HASH_SEED: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// Hash of `frame` followed by the frames already hashed into `outer`.
+#[inline]
+pub fn hash_step(outer: u64, frame: u64) -> u64 {
+    (outer ^ frame).wrapping_mul(0x100_0000_01b3).rotate_left(29)
+}
+
+/// Never 0: an all-zero slot means "empty".
+#[inline]
+pub fn finish_hash(h: u64) -> u64 {
     h | 1
 }
 

@@ -4,11 +4,12 @@
 //!
 //! Consecutive allocations on a thread usually share their outer frames, so
 //! each thread keeps its previous walk: every frame's (address, sp, bp) and
-//! every stack word the unwinder read. When a new walk reaches a frame with
-//! the same address, sp and bp as a frame of the previous walk, the rest of
-//! the walk depends only on the words read from there on; if all of them
-//! still hold the same values, the previous outer frames are reused as they
-//! are. Nothing is patched on the stack, so exceptions and longjmp are safe.
+//! the stack words the unwinder read to get past it. When a new walk reaches
+//! a frame with the same address and sp (and bp, where it matters) as a frame
+//! of the previous walk, the rest of the walk depends only on the words read
+//! from there on; if they all still hold the same values, the previous outer
+//! frames are kept as they are, in place. Nothing is patched on the stack, so
+//! exceptions and longjmp are unaffected.
 //!
 //! bp is compared only where it matters: code without frame pointers uses
 //! rbp as an ordinary register, so its value differs from call to call. A
@@ -17,16 +18,19 @@
 
 use crate::modules::{self, NativeUnwinder};
 use crate::stacks;
-use crate::thread;
+use crate::thread::{self, UnwindCache};
 use framehop::x86_64::UnwindRegsX86_64;
 use framehop::{FrameAddress, Unwinder};
-use leakscope_format::layout::{stat, MAX_FRAMES, NO_STACK};
+use leakscope_format::layout::{finish_hash, hash_frames, hash_step, stat, HASH_SEED, MAX_FRAMES, NO_STACK};
 
-/// Frames walked, including leakscope's own (cut before interning).
+/// Frames walked (the stored stack keeps at most MAX_FRAMES of them).
 const WALK_FRAMES: usize = MAX_FRAMES + 16;
-/// Stack words logged per walk; a walk that reads more is not reused.
-const LOG_WORDS: usize = WALK_FRAMES * 4;
+/// Stack words logged per frame; framehop's x86_64 rules read at most two
+/// (return address and saved bp). A frame that read more is never reused.
+const READS: usize = 2;
+const TOO_MANY_READS: u8 = u8::MAX;
 
+/// One stack walk, innermost frame first.
 pub struct Walk {
     unwinder: usize,
     n: usize,
@@ -35,18 +39,14 @@ pub struct Walk {
     addr: [u64; WALK_FRAMES],
     sp: [u64; WALK_FRAMES],
     bp: [u64; WALK_FRAMES],
-    /// Whether the unwinding from frame i onwards depends on bp's value at frame i.
+    /// Whether the walk from frame i outwards depends on bp's value at frame i.
     needs_bp: [bool; WALK_FRAMES],
-    /// Words read while unwinding from frame i: log[read_start[i]..read_start[i + 1]].
-    read_start: [u16; WALK_FRAMES + 1],
-    nlog: usize,
-    log_addr: [u64; LOG_WORDS],
-    log_val: [u64; LOG_WORDS],
-    /// Interned id of this walk's program frames, NO_STACK if not interned yet.
-    stack_id: u32,
-    first_user: usize,
-    /// Frames this walk unwound itself (the rest were reused).
-    unwound: usize,
+    /// Stack words read while unwinding from frame i to frame i + 1.
+    nreads: [u8; WALK_FRAMES],
+    read_addr: [[u64; READS]; WALK_FRAMES],
+    read_val: [[u64; READS]; WALK_FRAMES],
+    /// Hash of frames i..n (see `layout::hash_step`).
+    suffix_hash: [u64; WALK_FRAMES + 1],
 }
 
 impl Walk {
@@ -60,13 +60,10 @@ impl Walk {
             sp: [0; WALK_FRAMES],
             bp: [0; WALK_FRAMES],
             needs_bp: [true; WALK_FRAMES],
-            read_start: [0; WALK_FRAMES + 1],
-            nlog: 0,
-            log_addr: [0; LOG_WORDS],
-            log_val: [0; LOG_WORDS],
-            stack_id: NO_STACK,
-            first_user: 0,
-            unwound: 0,
+            nreads: [0; WALK_FRAMES],
+            read_addr: [[0; READS]; WALK_FRAMES],
+            read_val: [[0; READS]; WALK_FRAMES],
+            suffix_hash: [0; WALK_FRAMES + 1],
         }
     }
 }
@@ -100,32 +97,39 @@ pub fn current_stack(regs: &Regs) -> u32 {
     // Time one capture in 64: the clock costs as much as a short walk.
     let started = (captures % 64 == 0).then(now_ns);
     let p = extra.parts();
-    let (prev, cur) = (p.prev, p.cur);
-    walk(unwinder, regs, prev, cur, p.cache, p.stack_hi);
-    if !cur.complete && modules::refresh_if_changed() {
+    let mut unwound = walk(unwinder, regs, p.walk, p.scratch, p.cache, p.stack_hi);
+    if !p.walk.complete && modules::refresh_if_changed() {
         // A module we did not know yet (dlopen): walk again with it, from scratch.
-        prev.reusable = false;
+        p.walk.reusable = false;
         if let Some(unwinder) = modules::unwinder() {
-            walk(unwinder, regs, prev, cur, p.cache, p.stack_hi);
+            unwound += walk(unwinder, regs, p.walk, p.scratch, p.cache, p.stack_hi);
         }
     }
-    let first = (0..cur.n).find(|&i| !modules::is_self(cur.addr[i])).unwrap_or(cur.n);
-    let end = cur.n.min(first + MAX_FRAMES);
-    cur.first_user = first;
-    let frames = &cur.addr[first..end];
-    // The same program frames as last time: same id, no hashing.
-    let same = prev.stack_id != NO_STACK && &prev.addr[prev.first_user..prev.n.min(prev.first_user + MAX_FRAMES)] == frames;
-    let id = if same { prev.stack_id } else { stacks::intern(frames, p.recent, p.stats) };
-    cur.stack_id = id;
+    let w = &*p.walk;
+    // Entry trampolines leave no frame of ours; this only guards against a
+    // hook being reached through another of leakscope's functions.
+    let first = (0..w.n).find(|&i| !modules::is_self(w.addr[i])).unwrap_or(w.n);
+    let end = w.n.min(first + MAX_FRAMES);
+    let frames = &w.addr[first..end];
+    let hash = if end == w.n { finish_hash(w.suffix_hash[first]) } else { hash_frames(frames) };
+    if let Some(check) = p.check.as_deref_mut() {
+        // Test mode: the reused walk must equal a walk made from scratch.
+        check.reusable = false;
+        walk(unwinder, regs, check, p.scratch, p.cache, p.stack_hi);
+        let full = &check.addr[first.min(check.n)..check.n.min(first + MAX_FRAMES)];
+        p.stats[stat::WALKS_CHECKED] += 1;
+        if full != frames || hash != hash_frames(frames) {
+            p.stats[stat::WALK_MISMATCHES] += 1;
+        }
+    }
+    let id = stacks::intern(frames, hash, p.recent, p.stats);
     let s = p.stats;
     s[stat::CAPTURES] += 1;
-    s[stat::FRAMES_UNWOUND] += cur.unwound as u64;
-    s[stat::FRAMES_REUSED] += (cur.n - cur.unwound) as u64;
-    s[stat::SAME_STACK] += same as u64;
+    s[stat::FRAMES_UNWOUND] += unwound as u64;
+    s[stat::FRAMES_REUSED] += (w.n - unwound.min(w.n)) as u64;
     if let Some(t0) = started {
         s[stat::CAPTURE_NS] += (now_ns() - t0) * 64;
     }
-    extra.swap_walks();
     if captures % 4096 == 4095 {
         extra.flush_stats();
     }
@@ -138,75 +142,68 @@ fn now_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// Walk the stack from `regs` outwards into `cur`, reusing `prev`'s outer
-/// frames where they are provably unchanged.
+/// Walk the stack from `regs` outwards, updating `w` (the previous walk) in
+/// place; new inner frames are built in `fresh` first. Returns the number of
+/// frames unwound (the others were reused).
 fn walk(
     unwinder: &NativeUnwinder,
     regs: &Regs,
-    prev: &Walk,
-    cur: &mut Walk,
-    cache: &mut crate::thread::UnwindCache,
+    w: &mut Walk,
+    fresh: &mut Walk,
+    cache: &mut UnwindCache,
     stack_hi: u64,
-) {
+) -> usize {
     let Regs { ret, sp, bp } = *regs;
-    let Some(first) = FrameAddress::from_return_address(ret) else {
-        cur.n = 0;
-        cur.unwound = 0;
-        cur.unwinder = 0;
-        cur.reusable = false;
-        return;
-    };
     let unwinder_id = unwinder as *const NativeUnwinder as usize;
-    let prev_usable = prev.reusable && prev.unwinder == unwinder_id;
-    cur.unwinder = unwinder_id;
-    cur.n = 0;
-    cur.nlog = 0;
-    cur.complete = false;
-    cur.reusable = true;
-    cur.stack_id = NO_STACK;
-
+    let Some(first) = FrameAddress::from_return_address(ret) else {
+        w.n = 0;
+        w.suffix_hash[0] = HASH_SEED;
+        w.reusable = false;
+        return 0;
+    };
+    let reuse = w.reusable && w.unwinder == unwinder_id;
     let lo = sp;
     let mut regs = UnwindRegsX86_64::new(ret, sp, bp);
     let mut address = first;
     let mut k = 0usize;
+    let mut n = 0usize;
+    let mut complete = false;
     loop {
-        let i = cur.n;
-        if i == WALK_FRAMES {
-            cur.complete = true;
+        if n == WALK_FRAMES {
+            complete = true;
             break;
         }
-        cur.addr[i] = address.address();
-        cur.sp[i] = regs.sp();
-        cur.bp[i] = regs.bp();
-        cur.read_start[i] = cur.nlog as u16;
-        cur.n = i + 1;
+        let i = n;
+        fresh.addr[i] = address.address();
+        fresh.sp[i] = regs.sp();
+        fresh.bp[i] = regs.bp();
+        n += 1;
 
-        if prev_usable {
-            while k < prev.n && prev.sp[k] < regs.sp() {
+        if reuse {
+            while k < w.n && w.sp[k] < regs.sp() {
                 k += 1;
             }
-            if k < prev.n
-                && prev.sp[k] == regs.sp()
-                && prev.addr[k] == cur.addr[i]
-                && (!prev.needs_bp[k] || prev.bp[k] == regs.bp())
-                && outer_words_unchanged(prev, k)
+            if k < w.n
+                && w.sp[k] == regs.sp()
+                && w.addr[k] == fresh.addr[i]
+                && (!w.needs_bp[k] || w.bp[k] == regs.bp())
+                && outer_words_unchanged(w, k)
             {
-                cur.unwound = cur.n - 1;
-                adopt_outer_frames(prev, k, cur);
-                propagate_bp_needs(cur, i + 1);
-                return;
+                splice(w, fresh, i, k);
+                return i;
             }
         }
 
+        let mut nreads = 0u8;
         let mut read_stack = |a: u64| {
             if a >= lo && a % 8 == 0 && a.checked_add(8).is_some_and(|end| end <= stack_hi) {
                 let v = unsafe { *(a as *const u64) };
-                if cur.nlog < LOG_WORDS {
-                    cur.log_addr[cur.nlog] = a;
-                    cur.log_val[cur.nlog] = v;
-                    cur.nlog += 1;
+                if (nreads as usize) < READS {
+                    fresh.read_addr[i][nreads as usize] = a;
+                    fresh.read_val[i][nreads as usize] = v;
+                    nreads += 1;
                 } else {
-                    cur.reusable = false;
+                    nreads = TOO_MANY_READS;
                 }
                 Ok(v)
             } else {
@@ -214,72 +211,104 @@ fn walk(
             }
         };
         let result = unwinder.unwind_frame(address, &mut regs, cache, &mut read_stack);
+        fresh.nreads[i] = nreads;
         // Frame-pointer rules set sp = bp + 16; any other rule ignores the incoming bp.
-        cur.needs_bp[i] = regs.sp() == cur.bp[i].wrapping_add(16);
+        fresh.needs_bp[i] = regs.sp() == fresh.bp[i].wrapping_add(16);
         match result {
             Ok(Some(ra)) => match FrameAddress::from_return_address(ra) {
                 Some(next) => address = next,
                 None => break,
             },
             Ok(None) => {
-                cur.complete = true;
+                complete = true;
                 break;
             }
             Err(_) => break,
         }
     }
-    cur.read_start[cur.n] = cur.nlog as u16;
-    cur.unwound = cur.n;
-    propagate_bp_needs(cur, cur.n);
-}
-
-/// A frame needs its bp if it uses it, or passes it unchanged to an outer frame that needs it.
-fn propagate_bp_needs(w: &mut Walk, end: usize) {
-    // The last frame's rule is unknown beyond it: be strict.
-    if end > 0 && end == w.n {
-        w.needs_bp[end - 1] = true;
+    // No frame in common with the previous walk: take the fresh one whole.
+    w.unwinder = unwinder_id;
+    w.n = n;
+    w.complete = complete;
+    w.reusable = true;
+    w.addr[..n].copy_from_slice(&fresh.addr[..n]);
+    w.sp[..n].copy_from_slice(&fresh.sp[..n]);
+    w.bp[..n].copy_from_slice(&fresh.bp[..n]);
+    w.needs_bp[..n].copy_from_slice(&fresh.needs_bp[..n]);
+    w.nreads[..n].copy_from_slice(&fresh.nreads[..n]);
+    w.read_addr[..n].copy_from_slice(&fresh.read_addr[..n]);
+    w.read_val[..n].copy_from_slice(&fresh.read_val[..n]);
+    // The outermost frame's rule is unknown beyond it: be strict there.
+    if n > 0 {
+        w.needs_bp[n - 1] = true;
+        w.suffix_hash[n - 1] = hash_step(HASH_SEED, w.addr[n - 1]);
+        finish_inner_frames(w, n - 1);
     }
-    for i in (0..end.saturating_sub(1)).rev() {
-        w.needs_bp[i] = w.needs_bp[i] || (w.bp[i + 1] == w.bp[i] && w.needs_bp[i + 1]);
-    }
+    w.suffix_hash[n] = HASH_SEED;
+    n
 }
 
 /// Whether every stack word the previous walk read from frame `k` on still holds.
 #[inline]
-fn outer_words_unchanged(prev: &Walk, k: usize) -> bool {
-    let from = prev.read_start[k] as usize;
-    (from..prev.nlog).all(|j| unsafe { *(prev.log_addr[j] as *const u64) } == prev.log_val[j])
+fn outer_words_unchanged(w: &Walk, k: usize) -> bool {
+    (k..w.n).all(|j| {
+        let n = w.nreads[j];
+        n != TOO_MANY_READS
+            && (0..n as usize).all(|r| unsafe { *(w.read_addr[j][r] as *const u64) } == w.read_val[j][r])
+    })
 }
 
-/// Append `prev`'s frames after `k` (and their logged words) to `cur`, whose
-/// last frame equals `prev`'s frame `k`.
-fn adopt_outer_frames(prev: &Walk, k: usize, cur: &mut Walk) {
-    let i = cur.n - 1;
-    let extra_frames = (prev.n - k - 1).min(WALK_FRAMES - cur.n);
-    cur.addr[i + 1..i + 1 + extra_frames].copy_from_slice(&prev.addr[k + 1..k + 1 + extra_frames]);
-    cur.sp[i + 1..i + 1 + extra_frames].copy_from_slice(&prev.sp[k + 1..k + 1 + extra_frames]);
-    cur.needs_bp[i..i + 1 + extra_frames].copy_from_slice(&prev.needs_bp[k..k + 1 + extra_frames]);
-    // bp flows on unchanged where it did in the previous walk, else it was restored from a (validated) stack word.
-    for j in 1..=extra_frames {
-        cur.bp[i + j] = if prev.bp[k + j] == prev.bp[k + j - 1] { cur.bp[i + j - 1] } else { prev.bp[k + j] };
+/// The new walk is `fresh[0..i]` followed by the previous walk's frames from
+/// `k` on (frame `k` being the same frame as the new frame `i`).
+fn splice(w: &mut Walk, fresh: &Walk, i: usize, k: usize) {
+    let old_n = w.n;
+    let tail = (old_n - k).min(WALK_FRAMES - i);
+    if i != k {
+        w.addr.copy_within(k..k + tail, i);
+        w.sp.copy_within(k..k + tail, i);
+        w.bp.copy_within(k..k + tail, i);
+        w.needs_bp.copy_within(k..k + tail, i);
+        w.nreads.copy_within(k..k + tail, i);
+        w.read_addr.copy_within(k..k + tail, i);
+        w.read_val.copy_within(k..k + tail, i);
+        w.suffix_hash.copy_within(k..k + tail, i);
     }
-    let from = prev.read_start[k] as usize;
-    let words = prev.nlog - from;
-    if cur.nlog + words > LOG_WORDS {
-        cur.reusable = false;
-        cur.n += extra_frames;
-        cur.complete = prev.complete;
-        cur.read_start[cur.n] = cur.nlog as u16;
-        return;
+    w.n = i + tail;
+    if tail < old_n - k {
+        // Cut at WALK_FRAMES: the outer hashes no longer end where they did.
+        w.suffix_hash[w.n] = HASH_SEED;
+        for j in (i..w.n).rev() {
+            w.suffix_hash[j] = hash_step(w.suffix_hash[j + 1], w.addr[j]);
+        }
+    } else {
+        w.suffix_hash[w.n] = HASH_SEED;
     }
-    let shift = cur.nlog as i64 - from as i64;
-    cur.log_addr[cur.nlog..cur.nlog + words].copy_from_slice(&prev.log_addr[from..prev.nlog]);
-    cur.log_val[cur.nlog..cur.nlog + words].copy_from_slice(&prev.log_val[from..prev.nlog]);
-    for j in 0..=extra_frames {
-        cur.read_start[i + j] = (prev.read_start[k + j] as i64 + shift) as u16;
+    // bp flows on unchanged to outer frames where it did before: give them today's value.
+    let mut old_prev = w.bp[i];
+    w.bp[i] = fresh.bp[i];
+    for j in i + 1..w.n {
+        let old = w.bp[j];
+        if old != old_prev {
+            break;
+        }
+        w.bp[j] = w.bp[j - 1];
+        old_prev = old;
     }
-    cur.nlog += words;
-    cur.n += extra_frames;
-    cur.read_start[cur.n] = cur.nlog as u16;
-    cur.complete = prev.complete;
+    w.addr[..i].copy_from_slice(&fresh.addr[..i]);
+    w.sp[..i].copy_from_slice(&fresh.sp[..i]);
+    w.bp[..i].copy_from_slice(&fresh.bp[..i]);
+    w.needs_bp[..i].copy_from_slice(&fresh.needs_bp[..i]);
+    w.nreads[..i].copy_from_slice(&fresh.nreads[..i]);
+    w.read_addr[..i].copy_from_slice(&fresh.read_addr[..i]);
+    w.read_val[..i].copy_from_slice(&fresh.read_val[..i]);
+    finish_inner_frames(w, i);
+}
+
+/// Complete bp needs and suffix hashes of the new inner frames 0..i from
+/// those of frame i onwards (already right).
+fn finish_inner_frames(w: &mut Walk, i: usize) {
+    for j in (0..i).rev() {
+        w.needs_bp[j] = w.needs_bp[j] || (w.bp[j + 1] == w.bp[j] && w.needs_bp[j + 1]);
+        w.suffix_hash[j] = hash_step(w.suffix_hash[j + 1], w.addr[j]);
+    }
 }

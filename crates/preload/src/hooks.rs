@@ -15,7 +15,9 @@ use libc::{c_int, c_void, size_t};
 #[inline]
 pub fn track(p: *mut c_void, size: usize, kind: AllocKind, regs: &Regs) {
     if !p.is_null() {
-        live::insert(p as u64, size as u64, kind, 0, current_stack(regs));
+        live::prefetch(p as u64);
+        let stack = current_stack(regs);
+        live::insert(p as u64, size as u64, kind, 0, stack);
     }
 }
 
@@ -31,19 +33,20 @@ pub fn track_internal(p: *mut c_void, size: usize, kind: AllocKind) {
 /// to the real allocator (false for double and invalid frees).
 pub fn release(p: *mut c_void, how: ReleaseKind, regs: &Regs) -> bool {
     let addr = p as u64;
-    match live::remove(addr) {
+    live::prefetch(addr);
+    let free_stacks = FREE_STACKS.load(Ordering::Relaxed);
+    let stack = if free_stacks { current_stack(regs) } else { NO_STACK };
+    match live::remove_remembering(addr, stack, how) {
         Some(block) => {
             let internal = block.flags() & entry_flags::INTERNAL != 0;
-            let mismatched = !internal && !how.matches(block.kind());
-            let stack = if mismatched || FREE_STACKS.load(Ordering::Relaxed) { current_stack(regs) } else { NO_STACK };
-            if mismatched {
+            if !internal && !how.matches(block.kind()) {
+                let stack = if free_stacks { stack } else { current_stack(regs) };
                 errors::mismatched(addr, &block, how, stack);
             }
-            live::push_freed(addr, &block, stack, how);
             true
         }
         None => {
-            let stack = current_stack(regs);
+            let stack = if free_stacks { stack } else { current_stack(regs) };
             match live::find_freed(addr) {
                 Some(freed) => errors::double_free(addr, &freed, how, stack),
                 None => errors::invalid_free(addr, how, stack),

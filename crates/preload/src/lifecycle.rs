@@ -13,6 +13,8 @@ pub const PASSTHROUGH: u32 = 3;
 pub static STATE: AtomicU32 = AtomicU32::new(UNINIT);
 /// Record a stack for every free (to show where a double-freed block was first freed).
 pub static FREE_STACKS: AtomicBool = AtomicBool::new(true);
+/// Test mode: redo every stack walk from scratch and count differences.
+pub static CHECK_WALKS: AtomicBool = AtomicBool::new(false);
 
 /// Session directory, copied at start-up: the program may change its environment.
 static mut SESSION_DIR: [u8; 1024] = [0; 1024];
@@ -101,6 +103,10 @@ pub fn ensure_init() {
     let free_stacks = unsafe { libc::getenv(c"LEAKSCOPE_FREE_STACKS".as_ptr()) };
     if !free_stacks.is_null() && unsafe { *free_stacks } == b'0' as libc::c_char {
         FREE_STACKS.store(false, Ordering::Relaxed);
+    }
+    let check = unsafe { libc::getenv(c"LEAKSCOPE_CHECK_WALKS".as_ptr()) };
+    if !check.is_null() && unsafe { *check } == b'1' as libc::c_char {
+        CHECK_WALKS.store(true, Ordering::Relaxed);
     }
     if !session::create(session_dir()) {
         crate::notice::Line::new().str("leakscope: cannot create the session file; not tracing").emit();

@@ -21,6 +21,27 @@ fn slot_of(hash: u64, mask: u64) -> u64 {
     (hash >> 16) & mask
 }
 
+/// Counters are only written under the shard lock: no atomic read-modify-write needed.
+#[inline]
+fn bump(counter: &core::sync::atomic::AtomicU64, by: u64) {
+    counter.store(counter.load(Ordering::Relaxed) + by, Ordering::Relaxed);
+}
+
+/// Start loading the table slot of `addr` into the cache, without the lock
+/// (a stale table only makes the hint useless). Called a stack walk ahead of
+/// the insert or remove, so the likely cache miss overlaps the walk.
+#[inline]
+pub fn prefetch(addr: u64) {
+    let hash = hash_addr(addr);
+    let s = shard(live_shard_of(hash));
+    let off = s.table_off.load(Ordering::Relaxed);
+    let cap = s.capacity.load(Ordering::Relaxed);
+    if off != 0 && cap != 0 {
+        let slot = session::at::<LiveEntry>(off).wrapping_add(slot_of(hash, cap - 1) as usize);
+        unsafe { core::arch::x86_64::_mm_prefetch(slot as *const i8, core::arch::x86_64::_MM_HINT_T0) };
+    }
+}
+
 #[inline]
 fn table(s: &LiveShard) -> (*mut LiveEntry, u64) {
     let off = s.table_off.load(Ordering::Relaxed);
@@ -35,7 +56,8 @@ pub fn insert(addr: u64, size: u64, kind: AllocKind, flags: u8, stack: u32) -> b
     if s.table_off.load(Ordering::Relaxed) == 0 && !grow(s) {
         return false;
     }
-    if (s.len.load(Ordering::Relaxed) + 1) * 4 > s.capacity.load(Ordering::Relaxed) * 3 && !grow(s) {
+    // At most half full: linear probing stays short (about 1.5 probes for a hit).
+    if (s.len.load(Ordering::Relaxed) + 1) * 2 > s.capacity.load(Ordering::Relaxed) && !grow(s) {
         return false;
     }
     let entry = LiveEntry::new(addr, size, kind, flags, stack);
@@ -46,7 +68,7 @@ pub fn insert(addr: u64, size: u64, kind: AllocKind, flags: u8, stack: u32) -> b
         let e = unsafe { &mut *t.add(i as usize) };
         if e.is_empty() {
             *e = entry;
-            s.len.fetch_add(1, Ordering::Relaxed);
+            bump(&s.len, 1);
             break;
         }
         if e.addr() == addr {
@@ -56,7 +78,7 @@ pub fn insert(addr: u64, size: u64, kind: AllocKind, flags: u8, stack: u32) -> b
         }
         i = (i + 1) & mask;
     }
-    s.allocs.fetch_add(1, Ordering::Relaxed);
+    bump(&s.allocs, 1);
     true
 }
 
@@ -97,6 +119,20 @@ pub fn remove(addr: u64) -> Option<LiveEntry> {
     let hash = hash_addr(addr);
     let s = shard(live_shard_of(hash));
     let _g = spin::lock(&s.lock);
+    remove_locked(s, hash, addr)
+}
+
+/// Remove the entry for `addr` and remember the free in the ring, under one lock.
+pub fn remove_remembering(addr: u64, free_stack: u32, release: ReleaseKind) -> Option<LiveEntry> {
+    let hash = hash_addr(addr);
+    let s = shard(live_shard_of(hash));
+    let _g = spin::lock(&s.lock);
+    let removed = remove_locked(s, hash, addr)?;
+    remember_locked(s, addr, &removed, free_stack, release);
+    Some(removed)
+}
+
+fn remove_locked(s: &LiveShard, hash: u64, addr: u64) -> Option<LiveEntry> {
     if s.table_off.load(Ordering::Relaxed) == 0 {
         return None;
     }
@@ -131,8 +167,8 @@ pub fn remove(addr: u64) -> Option<LiveEntry> {
         }
     }
     unsafe { *t.add(hole as usize) = LiveEntry::default() };
-    s.len.fetch_sub(1, Ordering::Relaxed);
-    s.frees.fetch_add(1, Ordering::Relaxed);
+    s.len.store(s.len.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
+    bump(&s.frees, 1);
     Some(removed)
 }
 
@@ -140,6 +176,10 @@ pub fn remove(addr: u64) -> Option<LiveEntry> {
 pub fn push_freed(addr: u64, e: &LiveEntry, free_stack: u32, release: ReleaseKind) {
     let s = shard(live_shard_of(hash_addr(addr)));
     let _g = spin::lock(&s.lock);
+    remember_locked(s, addr, e, free_stack, release);
+}
+
+fn remember_locked(s: &LiveShard, addr: u64, e: &LiveEntry, free_stack: u32, release: ReleaseKind) {
     let mut ring = s.freed_ring_off.load(Ordering::Relaxed);
     if ring == 0 {
         let Some(off) = session::carve((layout::FREED_RING * core::mem::size_of::<FreedEntry>()) as u64, 64)

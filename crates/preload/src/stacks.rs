@@ -25,11 +25,17 @@ fn record_hash(id: u32) -> u64 {
     unsafe { (*session::at::<StackRecord>(id as u64 * 8)).hash }
 }
 
-pub fn intern(frames: &[u64], recent: &mut [(u64, u32); RECENT_STACKS], stats: &mut [u64; STAT_COUNT]) -> u32 {
+/// Id of `frames`, whose [`hash_frames`] is `hash`.
+pub fn intern(
+    frames: &[u64],
+    hash: u64,
+    recent: &mut [(u64, u32); RECENT_STACKS],
+    stats: &mut [u64; STAT_COUNT],
+) -> u32 {
     if frames.is_empty() {
         return NO_STACK;
     }
-    let hash = hash_frames(frames);
+    debug_assert_eq!(hash, hash_frames(frames));
     let slot = (hash as usize >> 3) % RECENT_STACKS;
     let (h, id) = recent[slot];
     if h == hash && id != NO_STACK && record_frames(id) == frames {

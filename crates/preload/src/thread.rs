@@ -28,21 +28,21 @@ pub struct ThreadExtra {
     pub recent: [(u64, u32); RECENT_STACKS],
     /// Cost counters ([`layout::stat`]), added to the session header now and then.
     pub stats: [u64; layout::STAT_COUNT],
-    /// The previous stack walk and the one being made (see `capture`).
-    walk_a: crate::capture::Walk,
-    walk_b: crate::capture::Walk,
-    a_is_prev: bool,
+    /// The previous stack walk, updated in place, and scratch for new frames (see `capture`).
+    walk: crate::capture::Walk,
+    scratch: crate::capture::Walk,
+    /// With LEAKSCOPE_CHECK_WALKS=1, every capture is redone from scratch here and compared.
+    check: Option<Box<crate::capture::Walk>>,
 }
 
 impl ThreadExtra {
     /// Borrow the pieces a capture needs at once.
     pub fn parts(&mut self) -> CaptureParts<'_> {
-        let (prev, cur) =
-            if self.a_is_prev { (&mut self.walk_a, &mut self.walk_b) } else { (&mut self.walk_b, &mut self.walk_a) };
-        CaptureParts { prev, cur, cache: &mut self.unwind_cache, recent: &mut self.recent, stats: &mut self.stats, stack_hi: self.stack_hi }
-    }
-    pub fn swap_walks(&mut self) {
-        self.a_is_prev = !self.a_is_prev;
+        CaptureParts {
+            walk: &mut self.walk,
+            scratch: &mut self.scratch,
+            check: &mut self.check,
+            cache: &mut self.unwind_cache, recent: &mut self.recent, stats: &mut self.stats, stack_hi: self.stack_hi }
     }
     /// Add this thread's counters to the session's and start again from zero.
     pub fn flush_stats(&mut self) {
@@ -59,8 +59,9 @@ impl ThreadExtra {
 }
 
 pub struct CaptureParts<'a> {
-    pub prev: &'a mut crate::capture::Walk,
-    pub cur: &'a mut crate::capture::Walk,
+    pub walk: &'a mut crate::capture::Walk,
+    pub scratch: &'a mut crate::capture::Walk,
+    pub check: &'a mut Option<Box<crate::capture::Walk>>,
     pub cache: &'a mut UnwindCache,
     pub recent: &'a mut [(u64, u32); RECENT_STACKS],
     pub stats: &'a mut [u64; layout::STAT_COUNT],
@@ -140,9 +141,11 @@ pub fn extra() -> Option<&'static mut ThreadExtra> {
         stack_hi: hi,
         recent: [(0, 0); RECENT_STACKS],
         stats: [0; layout::STAT_COUNT],
-        walk_a: crate::capture::Walk::new(),
-        walk_b: crate::capture::Walk::new(),
-        a_is_prev: true,
+        walk: crate::capture::Walk::new(),
+        scratch: crate::capture::Walk::new(),
+        check: crate::lifecycle::CHECK_WALKS
+            .load(Ordering::Relaxed)
+            .then(|| Box::new(crate::capture::Walk::new())),
     });
     let p = Box::into_raw(b);
     EXTRA.with(|e| e.set(p));

@@ -13,7 +13,9 @@
 //!   builds the `leakscope` binary for integration tests but not the
 //!   `leakscope-preload` cdylib (a different package), so [`leakscope_exe`]
 //!   runs `cargo build -p leakscope-preload` once per test process, with the
-//!   profile the test binary was built with.
+//!   profile the test binary was built with. With `LEAKSCOPE_PRELOAD=/path/lib.so`
+//!   in the environment nothing is built and leakscope preloads that library
+//!   (its own development override).
 
 #![allow(dead_code)]
 
@@ -217,10 +219,19 @@ pub fn have_tool(program: &str) -> bool {
 
 static PRELOAD_READY: OnceLock<Result<(), String>> = OnceLock::new();
 
+/// The preload library override given to the tests, if any.
+fn preload_override() -> Option<std::ffi::OsString> {
+    std::env::var_os("LEAKSCOPE_PRELOAD").filter(|v| !v.is_empty())
+}
+
 /// The leakscope executable under test, with the preload library built beside it.
 pub fn leakscope_exe() -> PathBuf {
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_leakscope"));
-    let ready = PRELOAD_READY.get_or_init(|| build_preload(&exe));
+    let ready = PRELOAD_READY.get_or_init(|| match preload_override() {
+        Some(p) if Path::new(&p).is_file() => Ok(()),
+        Some(p) => Err(format!("LEAKSCOPE_PRELOAD={} is not a file", Path::new(&p).display())),
+        None => build_preload(&exe),
+    });
     if let Err(e) = ready {
         panic!("{e}");
     }
@@ -305,7 +316,7 @@ pub fn leakscope_in(args: &[&OsStr], cwd: Option<&Path>) -> Outcome {
     let exe = leakscope_exe();
     let mut cmd = Command::new(&exe);
     cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    cmd.env("NO_COLOR", "1").env_remove("LEAKSCOPE_PRELOAD");
+    cmd.env("NO_COLOR", "1");
     if let Some(d) = cwd {
         cmd.current_dir(d);
     }
@@ -401,8 +412,25 @@ pub struct Frame {
 }
 
 impl Frame {
+    /// Whether this frame is `function` (see [`same_function`]) at `file`:`line`.
     pub fn is(&self, function: &str, file: &str, line: u32) -> bool {
-        self.function.as_deref() == Some(function) && self.file.as_deref() == Some(file) && self.line == Some(line)
+        self.function.as_deref().is_some_and(|f| same_function(f, function))
+            && self.file.as_deref() == Some(file)
+            && self.line == Some(line)
+    }
+}
+
+/// `reported` names `want`: equal, or a demangled C++ name of it with its
+/// parameter list (`middle(int)` for `middle`).
+pub fn same_function(reported: &str, want: &str) -> bool {
+    reported == want || reported.strip_prefix(want).is_some_and(|rest| rest.starts_with('('))
+}
+
+/// A function name without a C++ parameter list.
+pub fn base_name(reported: &str) -> &str {
+    match reported.find('(') {
+        Some(i) if i > 0 => &reported[..i],
+        _ => reported,
     }
 }
 
@@ -525,6 +553,21 @@ pub fn leak_at<'a>(process: &'a Value, function: &str, fixture_name: &str, tag: 
     leak
 }
 
+/// The one leak whose frame #0 is at the marked line, whatever its function
+/// is called (to check unwinding apart from naming).
+pub fn leak_at_line<'a>(process: &'a Value, fixture_name: &str, tag: &str) -> &'a Value {
+    let file = fixture_file(fixture_name);
+    let line = line_of(fixture_name, tag);
+    let found: Vec<&Value> = leaks(process)
+        .iter()
+        .filter(|l| {
+            frames(&l["stack"]).first().is_some_and(|f| f.file.as_deref() == Some(file.as_str()) && f.line == Some(line))
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "want exactly one leak at {file}:{line} ({tag}); the report has:{}", show_leaks(process));
+    found[0]
+}
+
 /// Asserts a leak's class, bytes, blocks and allocator.
 pub fn assert_leak(leak: &Value, bytes: u64, blocks: u64, allocator: &str) {
     let what = format!("{}{}", leak["allocator"], show_stack(&frames(&leak["stack"])));
@@ -563,9 +606,10 @@ pub fn assert_clean(process: &Value) {
     assert!(s["allocations"].as_u64().is_some_and(|n| n > 0), "summary.allocations should count the program's: {s}");
 }
 
-/// The functions of a stack, innermost first, non-inlined frames only.
+/// The functions of a stack (without C++ parameter lists), innermost first,
+/// non-inlined frames only.
 pub fn functions(stack: &[Frame]) -> Vec<String> {
-    stack.iter().filter(|f| !f.inlined).map(|f| f.function.clone().unwrap_or_else(|| "??".into())).collect()
+    stack.iter().filter(|f| !f.inlined).map(|f| base_name(f.function.as_deref().unwrap_or("??")).to_owned()).collect()
 }
 
 /// Checks the report's top-level shape (schema, processes, per-process fields).
