@@ -59,6 +59,9 @@ pub struct OutputArgs {
     /// Exit with N instead of the usual status when any leak or heap error was found.
     #[arg(long, value_name = "N")]
     pub error_exitcode: Option<u8>,
+    /// Print what leakscope spent its time on (also with LEAKSCOPE_STATS=1 in the environment).
+    #[arg(long, env = "LEAKSCOPE_STATS", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false)]
+    pub stats: bool,
     /// When to colour the text report (auto: only on a terminal, and not when NO_COLOR is set).
     #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorWhen::Auto)]
     pub color: ColorWhen,

@@ -14,6 +14,7 @@ mod preload_path;
 mod render_text;
 mod resolve;
 mod session_dir;
+mod stats;
 
 use clap::Parser;
 

@@ -43,7 +43,9 @@ pub fn report_with<S: Symbolize + ?Sized>(
     sym: &mut S,
     problems: &mut Problems,
 ) -> Report {
+    let started = std::time::Instant::now();
     let mut report = analyse(trace, sym, &Options::default());
+    let analysed = started.elapsed();
     for n in notes {
         if let Some(p) = report.process_mut(n.pid, n.exec_index) {
             p.add_note(n.note.clone());
@@ -52,6 +54,9 @@ pub fn report_with<S: Symbolize + ?Sized>(
     problems.check(output::write_text(&render_text::render(&report), out));
     if let Some(path) = &out.json {
         problems.check(output::write_json(&report, path));
+    }
+    if out.stats {
+        eprint!("{}", crate::stats::render(trace, analysed));
     }
     report
 }

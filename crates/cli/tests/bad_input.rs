@@ -23,13 +23,7 @@ fn assert_one_line_error(o: &Outcome, code: i32, mention: &str) {
 
 fn run_bare(prog: &Path) -> Outcome {
     let json = scratch("never.json");
-    let o = leakscope(&[
-        OsStr::new("run"),
-        OsStr::new("--json"),
-        json.as_os_str(),
-        OsStr::new("--"),
-        prog.as_os_str(),
-    ]);
+    let o = leakscope(&[OsStr::new("run"), OsStr::new("--json"), json.as_os_str(), OsStr::new("--"), prog.as_os_str()]);
     assert!(!json.exists(), "no report for a program that did not run");
     o
 }
@@ -58,7 +52,9 @@ fn non_executable_file_is_a_one_line_error_with_status_126() {
 #[test]
 fn statically_linked_program_is_refused_with_status_126() {
     if !Path::new("/usr/lib/x86_64-linux-gnu/libc.a").exists() {
-        eprintln!("SKIPPED: /usr/lib/x86_64-linux-gnu/libc.a is absent, cannot link a static fixture (apt install libc6-dev)");
+        eprintln!(
+            "SKIPPED: /usr/lib/x86_64-linux-gnu/libc.a is absent, cannot link a static fixture (apt install libc6-dev)"
+        );
         return;
     }
     let exe = cc("exit_status.c", &["-O0", "-static"]);

@@ -84,7 +84,11 @@ fn matching_deletes_at_o2_including_sized_and_aligned_report_nothing() {
 fn mismatch(case: &str, release: &str, allocator: &str, bytes: u64) {
     let exe = cxx("cxx_mismatch.cpp", &["-g", "-O0"]);
     let o = run_ok(&exe, &[case]);
-    assert!(o.stdout.contains(&format!("after {case}")), "the program continues after the bad release: {}", o.describe());
+    assert!(
+        o.stdout.contains(&format!("after {case}")),
+        "the program continues after the bad release: {}",
+        o.describe()
+    );
     let p = o.process();
     assert!(leaks(p).is_empty(), "a mismatched release still releases the block:{}", show_leaks(p));
     let errs = errors(p);

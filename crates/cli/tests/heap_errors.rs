@@ -34,7 +34,11 @@ fn assert_top(stack: &Value, function: &str, tag: &str) {
     let file = fixture_file(SRC);
     let line = line_of(SRC, tag);
     assert!(!st.is_empty(), "empty stack for {tag}");
-    assert!(st[0].is(function, &file, line), "frame #0 should be {function} at {tag} (line {line}):{}", show_stack(&st));
+    assert!(
+        st[0].is(function, &file, line),
+        "frame #0 should be {function} at {tag} (line {line}):{}",
+        show_stack(&st)
+    );
     assert!(functions(&st).iter().any(|f| f == "main"), "the stack reaches main:{}", show_stack(&st));
 }
 

@@ -50,5 +50,9 @@ fn output_option_writes_the_text_report_to_a_file() {
     let line = line_of("exit_status.c", "LEAK:exit-leak");
     assert!(text.contains(&format!("exit_status.c:{line}")), "the text report names the leak's line:\n{text}");
     assert!(text.contains("99"), "and its size:\n{text}");
-    assert!(!o.stderr.contains(&format!("exit_status.c:{line}")), "the report went to the file, not stderr:\n{}", o.stderr);
+    assert!(
+        !o.stderr.contains(&format!("exit_status.c:{line}")),
+        "the report went to the file, not stderr:\n{}",
+        o.stderr
+    );
 }

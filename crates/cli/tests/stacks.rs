@@ -102,5 +102,9 @@ fn leak_in_a_dlopened_library_without_frame_pointers_keeps_its_callers() {
     let f = functions(&st);
     assert_eq!(&f[..3], ["plugin_leak", "plugin_entry", "main"], "callers through the plugin:{}", show_stack(&st));
     let main = line_of("dlopen_main.c", "CALL:plugin_entry");
-    assert!(st.iter().any(|fr| fr.is("main", &fixture_file("dlopen_main.c"), main)), "main at its call:{}", show_stack(&st));
+    assert!(
+        st.iter().any(|fr| fr.is("main", &fixture_file("dlopen_main.c"), main)),
+        "main at its call:{}",
+        show_stack(&st)
+    );
 }

@@ -257,18 +257,10 @@ fn build_preload(exe: &Path) -> Result<(), String> {
     let started = Instant::now();
     let o = cmd.output().map_err(|e| format!("cannot run cargo to build the preload library: {e}"))?;
     if !o.status.success() {
-        return Err(format!(
-            "`{cmd:?}` failed ({}):\n{}",
-            o.status,
-            String::from_utf8_lossy(&o.stderr)
-        ));
+        return Err(format!("`{cmd:?}` failed ({}):\n{}", o.status, String::from_utf8_lossy(&o.stderr)));
     }
     if !lib.is_file() {
-        return Err(format!(
-            "`{cmd:?}` succeeded but {} does not exist (took {:?})",
-            lib.display(),
-            started.elapsed()
-        ));
+        return Err(format!("`{cmd:?}` succeeded but {} does not exist (took {:?})", lib.display(), started.elapsed()));
     }
     Ok(())
 }
@@ -520,10 +512,7 @@ pub fn frame_index(stack: &[Frame], function: &str, file: &str, line: u32) -> Op
 
 /// The leaks whose stack has a frame `function` at `file`:`line`.
 pub fn leaks_with_frame<'a>(process: &'a Value, function: &str, file: &str, line: u32) -> Vec<&'a Value> {
-    leaks(process)
-        .iter()
-        .filter(|l| frame_index(&frames(&l["stack"]), function, file, line).is_some())
-        .collect()
+    leaks(process).iter().filter(|l| frame_index(&frames(&l["stack"]), function, file, line).is_some()).collect()
 }
 
 /// The one leak whose stack has `function` at `file`:`line`.
@@ -561,10 +550,17 @@ pub fn leak_at_line<'a>(process: &'a Value, fixture_name: &str, tag: &str) -> &'
     let found: Vec<&Value> = leaks(process)
         .iter()
         .filter(|l| {
-            frames(&l["stack"]).first().is_some_and(|f| f.file.as_deref() == Some(file.as_str()) && f.line == Some(line))
+            frames(&l["stack"])
+                .first()
+                .is_some_and(|f| f.file.as_deref() == Some(file.as_str()) && f.line == Some(line))
         })
         .collect();
-    assert_eq!(found.len(), 1, "want exactly one leak at {file}:{line} ({tag}); the report has:{}", show_leaks(process));
+    assert_eq!(
+        found.len(),
+        1,
+        "want exactly one leak at {file}:{line} ({tag}); the report has:{}",
+        show_leaks(process)
+    );
     found[0]
 }
 
