@@ -53,6 +53,7 @@ mod tests {
                 output: Some(dir.join("out.txt")),
                 json: Some(dir.join("out.json")),
                 error_exitcode: exitcode,
+                stats: false,
                 color: ColorWhen::Never,
             },
             trace: trace.to_path_buf(),

@@ -16,7 +16,7 @@
 //! frame's incoming bp matters only if that frame, or an outer frame it passes
 //! bp through to unchanged, unwinds with the frame pointer (new sp = bp + 16).
 
-use crate::modules::{self, NativeUnwinder};
+use crate::modules::{self, Known};
 use crate::stacks;
 use crate::thread::{self, UnwindCache};
 use framehop::x86_64::UnwindRegsX86_64;
@@ -92,17 +92,22 @@ impl Regs {
 #[inline(never)]
 pub fn current_stack(regs: &Regs) -> u32 {
     let Some(extra) = thread::extra() else { return NO_STACK };
-    let Some(unwinder) = modules::unwinder() else { return NO_STACK };
+    let Some(known) = modules::known() else { return NO_STACK };
     let captures = extra.stats[stat::CAPTURES];
     // Time one capture in 64: the clock costs as much as a short walk.
     let started = (captures % 64 == 0).then(now_ns);
     let p = extra.parts();
-    let mut unwound = walk(unwinder, regs, p.walk, p.scratch, p.cache, p.stack_hi);
-    if !p.walk.complete && modules::refresh_if_changed() {
-        // A module we did not know yet (dlopen): walk again with it, from scratch.
-        p.walk.reusable = false;
-        if let Some(unwinder) = modules::unwinder() {
-            unwound += walk(unwinder, regs, p.walk, p.scratch, p.cache, p.stack_hi);
+    let (mut unwound, unknown_code) = walk(known, regs, p.walk, p.scratch, p.cache, p.stack_hi);
+    if (unknown_code || !p.walk.complete) && p.refresh.should_check() {
+        if modules::refresh_if_changed() {
+            // A module we did not know yet (dlopen): walk again with it, from scratch.
+            p.refresh.changed();
+            p.walk.reusable = false;
+            if let Some(known) = modules::known() {
+                unwound += walk(known, regs, p.walk, p.scratch, p.cache, p.stack_hi).0;
+            }
+        } else {
+            p.refresh.unchanged();
         }
     }
     let w = &*p.walk;
@@ -115,7 +120,7 @@ pub fn current_stack(regs: &Regs) -> u32 {
     if let Some(check) = p.check.as_deref_mut() {
         // Test mode: the reused walk must equal a walk made from scratch.
         check.reusable = false;
-        walk(unwinder, regs, check, p.scratch, p.cache, p.stack_hi);
+        walk(known, regs, check, p.scratch, p.cache, p.stack_hi);
         let full = &check.addr[first.min(check.n)..check.n.min(first + MAX_FRAMES)];
         p.stats[stat::WALKS_CHECKED] += 1;
         if full != frames || hash != hash_frames(frames) {
@@ -144,22 +149,25 @@ fn now_ns() -> u64 {
 
 /// Walk the stack from `regs` outwards, updating `w` (the previous walk) in
 /// place; new inner frames are built in `fresh` first. Returns the number of
-/// frames unwound (the others were reused).
+/// frames unwound (the others were reused), and whether one of them was in
+/// code outside every known module.
 fn walk(
-    unwinder: &NativeUnwinder,
+    known: &Known,
     regs: &Regs,
     w: &mut Walk,
     fresh: &mut Walk,
     cache: &mut UnwindCache,
     stack_hi: u64,
-) -> usize {
+) -> (usize, bool) {
     let Regs { ret, sp, bp } = *regs;
-    let unwinder_id = unwinder as *const NativeUnwinder as usize;
+    let unwinder = &known.unwinder;
+    let unwinder_id = known as *const Known as usize;
+    let mut unknown_code = false;
     let Some(first) = FrameAddress::from_return_address(ret) else {
         w.n = 0;
         w.suffix_hash[0] = HASH_SEED;
         w.reusable = false;
-        return 0;
+        return (0, false);
     };
     let reuse = w.reusable && w.unwinder == unwinder_id;
     let lo = sp;
@@ -175,6 +183,7 @@ fn walk(
         }
         let i = n;
         fresh.addr[i] = address.address();
+        unknown_code |= !known.contains(address.address_for_lookup());
         fresh.sp[i] = regs.sp();
         fresh.bp[i] = regs.bp();
         n += 1;
@@ -190,7 +199,7 @@ fn walk(
                 && outer_words_unchanged(w, k)
             {
                 splice(w, fresh, i, k);
-                return i;
+                return (i, unknown_code);
             }
         }
 
@@ -245,7 +254,7 @@ fn walk(
         finish_inner_frames(w, n - 1);
     }
     w.suffix_hash[n] = HASH_SEED;
-    n
+    (n, unknown_code)
 }
 
 /// Whether every stack word the previous walk read from frame `k` on still holds.

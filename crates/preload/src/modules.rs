@@ -14,9 +14,26 @@ use leakscope_format::layout::{self, ModuleRecord};
 
 pub type NativeUnwinder = UnwinderX86_64<&'static [u8], MustNotAllocateDuringUnwind>;
 
-/// The current unwinder. Replaced (never mutated) when modules change; old ones
-/// are leaked on purpose, so a thread still unwinding with one is never hurt.
-static UNWINDER: AtomicPtr<NativeUnwinder> = AtomicPtr::new(core::ptr::null_mut());
+/// What stack walks need to know about the loaded modules, published as one unit.
+pub struct Known {
+    pub unwinder: NativeUnwinder,
+    /// Address ranges of the modules, sorted: framehop silently falls back to
+    /// frame pointers for code outside them, so walks check for that themselves.
+    ranges: Vec<(u64, u64)>,
+}
+
+impl Known {
+    /// Whether `addr` lies in a module we know.
+    #[inline]
+    pub fn contains(&self, addr: u64) -> bool {
+        let i = self.ranges.partition_point(|&(lo, _)| lo <= addr);
+        i > 0 && addr < self.ranges[i - 1].1
+    }
+}
+
+/// The current unwinder and module ranges. Replaced (never mutated) when modules
+/// change; old ones are leaked on purpose, so a thread still using one is never hurt.
+static KNOWN: AtomicPtr<Known> = AtomicPtr::new(core::ptr::null_mut());
 static REFRESH_LOCK: AtomicU32 = AtomicU32::new(0);
 /// `dlpi_adds + dlpi_subs` when the module list was last read.
 static LOADER_GENERATION: AtomicU64 = AtomicU64::new(u64::MAX);
@@ -45,8 +62,8 @@ struct Recorded {
 static mut RECORDED: Vec<Recorded> = Vec::new();
 
 #[inline]
-pub fn unwinder() -> Option<&'static NativeUnwinder> {
-    let p = UNWINDER.load(Ordering::Acquire);
+pub fn known() -> Option<&'static Known> {
+    let p = KNOWN.load(Ordering::Acquire);
     (!p.is_null()).then(|| unsafe { &*p })
 }
 
@@ -206,6 +223,8 @@ fn publish(mods: Vec<ModInfo>) {
     }
     let marker = publish as *const () as u64;
     let mut unwinder = NativeUnwinder::new();
+    let mut ranges: Vec<(u64, u64)> = mods.iter().map(|m| (m.lo, m.hi)).collect();
+    ranges.sort_unstable();
     for m in &mods {
         if marker >= m.lo && marker < m.hi {
             SELF_LO.store(m.lo, Ordering::Relaxed);
@@ -243,7 +262,7 @@ fn publish(mods: Vec<ModInfo>) {
         }
     }
     recorded.retain(|r| r.present);
-    UNWINDER.store(Box::into_raw(Box::new(unwinder)), Ordering::Release);
+    KNOWN.store(Box::into_raw(Box::new(Known { unwinder, ranges })), Ordering::Release);
 }
 
 fn write_record(m: &ModInfo) -> Option<u64> {

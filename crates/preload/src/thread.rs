@@ -33,6 +33,36 @@ pub struct ThreadExtra {
     scratch: crate::capture::Walk,
     /// With LEAKSCOPE_CHECK_WALKS=1, every capture is redone from scratch here and compared.
     check: Option<Box<crate::capture::Walk>>,
+    refresh: RefreshBackoff,
+}
+
+/// Walks that meet unknown code ask whether the loader added modules, which
+/// costs a call into the loader. Code that is never a module (JIT) would ask
+/// on every walk: after many fruitless asks, ask only now and then.
+#[derive(Default)]
+pub struct RefreshBackoff {
+    fruitless: u32,
+    skipped: u32,
+}
+
+impl RefreshBackoff {
+    pub fn should_check(&mut self) -> bool {
+        if self.fruitless < 64 {
+            return true;
+        }
+        self.skipped += 1;
+        if self.skipped >= 64 {
+            self.skipped = 0;
+            return true;
+        }
+        false
+    }
+    pub fn changed(&mut self) {
+        self.fruitless = 0;
+    }
+    pub fn unchanged(&mut self) {
+        self.fruitless = self.fruitless.saturating_add(1);
+    }
 }
 
 impl ThreadExtra {
@@ -42,6 +72,7 @@ impl ThreadExtra {
             walk: &mut self.walk,
             scratch: &mut self.scratch,
             check: &mut self.check,
+            refresh: &mut self.refresh,
             cache: &mut self.unwind_cache, recent: &mut self.recent, stats: &mut self.stats, stack_hi: self.stack_hi }
     }
     /// Add this thread's counters to the session's and start again from zero.
@@ -62,6 +93,7 @@ pub struct CaptureParts<'a> {
     pub walk: &'a mut crate::capture::Walk,
     pub scratch: &'a mut crate::capture::Walk,
     pub check: &'a mut Option<Box<crate::capture::Walk>>,
+    pub refresh: &'a mut RefreshBackoff,
     pub cache: &'a mut UnwindCache,
     pub recent: &'a mut [(u64, u32); RECENT_STACKS],
     pub stats: &'a mut [u64; layout::STAT_COUNT],
@@ -146,6 +178,7 @@ pub fn extra() -> Option<&'static mut ThreadExtra> {
         check: crate::lifecycle::CHECK_WALKS
             .load(Ordering::Relaxed)
             .then(|| Box::new(crate::capture::Walk::new())),
+        refresh: RefreshBackoff::default(),
     });
     let p = Box::into_raw(b);
     EXTRA.with(|e| e.set(p));

@@ -262,7 +262,7 @@ fn build_inner(dirs: &[PathBuf]) -> blazesym::symbolize::Symbolizer {
     blazesym::symbolize::Symbolizer::builder()
         .enable_code_info(true)
         .enable_inlined_fns(true)
-        .enable_demangling(true)
+        .enable_demangling(false)
         .set_debug_dirs(Some(dirs))
         .build()
 }
@@ -299,11 +299,29 @@ fn convert(sym: &Sym<'_>) -> (Rank, Vec<SymFrame>) {
 
 /// glibc calls its own functions through hidden aliases (`libc_hidden_def`)
 /// whose DWARF linkage name is `__GI_<name>`; users know them as `<name>`.
+/// Mangled names (`_Z…` Itanium C++ and legacy Rust, `_R…` Rust v0) are
+/// demangled; any other name is a plain C name and kept as it is.
 fn clean_name(name: &str) -> String {
-    match name.strip_prefix("__GI_") {
-        Some(rest) if !rest.is_empty() => rest.to_string(),
-        _ => name.to_string(),
+    if let Some(rest) = name.strip_prefix("__GI_").filter(|r| !r.is_empty()) {
+        return rest.to_string();
     }
+    if name.starts_with("_R") || name.starts_with("_ZN") {
+        if let Ok(d) = rustc_demangle::try_demangle(name) {
+            // `{:#}` leaves out the hash suffix of legacy Rust names.
+            let s = format!("{d:#}");
+            if s != name {
+                return s;
+            }
+        }
+    }
+    if name.starts_with("_Z") {
+        if let Ok(sym) = cpp_demangle::Symbol::new(name) {
+            if let Ok(d) = sym.demangle() {
+                return d;
+            }
+        }
+    }
+    name.to_string()
 }
 
 fn location(ci: Option<&blazesym::symbolize::CodeInfo<'_>>) -> (Option<String>, Option<u32>) {
