@@ -8,6 +8,7 @@
 
 pub mod leaks;
 pub mod report;
+pub mod runtime;
 pub mod symbols;
 
 use leakscope_format::model::{Ending, ProcessTrace, Trace};
@@ -78,7 +79,7 @@ pub fn analyse_process<S: Symbolize + ?Sized>(p: &ProcessTrace, sym: &mut S, opt
     }
     let table = FrameTable::build(sym, &p.modules, used);
 
-    let leaks: Vec<Leak> = groups
+    let (leaks, runtime_kept): (Vec<Leak>, Vec<Leak>) = groups
         .iter()
         .map(|g| Leak {
             class: LeakClass::Unknown,
@@ -87,7 +88,7 @@ pub fn analyse_process<S: Symbolize + ?Sized>(p: &ProcessTrace, sym: &mut S, opt
             allocator: g.kind.into(),
             stack: table.stack(stack_of(g.stack)),
         })
-        .collect();
+        .partition(|l| !runtime::is_runtime_lifetime(&l.stack));
 
     let errors: Vec<HeapErrorReport> = p
         .errors
@@ -116,6 +117,8 @@ pub fn analyse_process<S: Symbolize + ?Sized>(p: &ProcessTrace, sym: &mut S, opt
         errors: errors.len() as u64,
         allocations: p.stats.allocs,
         frees: p.stats.frees,
+        runtime_kept_bytes: runtime_kept.iter().map(|l| l.bytes).sum(),
+        runtime_kept_blocks: runtime_kept.iter().map(|l| l.blocks).sum(),
     };
 
     let mut report = ProcessReport {

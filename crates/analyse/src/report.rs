@@ -138,6 +138,12 @@ pub struct Summary {
     pub errors: u64,
     pub allocations: u64,
     pub frees: u64,
+    /// Live at exit but kept on purpose by a language runtime for the life of
+    /// the process (e.g. Rust's main-thread handle); not counted as leaked.
+    #[serde(default)]
+    pub runtime_kept_bytes: u64,
+    #[serde(default)]
+    pub runtime_kept_blocks: u64,
 }
 
 impl Summary {
@@ -148,6 +154,8 @@ impl Summary {
         self.errors += other.errors;
         self.allocations += other.allocations;
         self.frees += other.frees;
+        self.runtime_kept_bytes += other.runtime_kept_bytes;
+        self.runtime_kept_blocks += other.runtime_kept_blocks;
     }
 
     pub fn has_findings(&self) -> bool {

@@ -63,6 +63,14 @@ fn render_process(out: &mut String, p: &ProcessReport, several: bool) {
         out.push('\n');
     }
     let _ = writeln!(out, "{tag} {BOLD}SUMMARY: leakscope: {}{BOLD:#}", summary_counts(&p.summary));
+    if p.summary.runtime_kept_blocks > 0 {
+        let _ = writeln!(
+            out,
+            "{tag} (not counted: {} in {} kept by the language runtime for the life of the process)",
+            plural(p.summary.runtime_kept_bytes, "byte", "bytes"),
+            plural(p.summary.runtime_kept_blocks, "block", "blocks"),
+        );
+    }
 }
 
 fn summary_counts(s: &Summary) -> String {
