@@ -6,9 +6,12 @@
 //! leak records, largest first; heap errors keep their order; every stack is
 //! symbolised in one batch per process ([`symbols`]).
 
+pub mod fingerprint;
 pub mod leaks;
+pub mod lineage;
 pub mod report;
 pub mod runtime;
+pub mod suppress;
 pub mod symbols;
 
 use leakscope_format::model::{Ending, ProcessTrace, Trace};
@@ -23,13 +26,16 @@ pub struct Options {
     /// Keep at most this many return addresses of each stack in the report
     /// (grouping still uses whole stacks). `None`: all of them.
     pub max_frames: Option<usize>,
+    /// List the blocks a process inherited from its parent at fork
+    /// ([`ProcessReport::inherited`]).
+    pub show_inherited: bool,
 }
 
 /// Analyses every process of `trace`.
 pub fn analyse<S: Symbolize + ?Sized>(trace: &Trace, sym: &mut S, opts: &Options) -> Report {
     let processes: Vec<ProcessReport> = trace.processes.iter().map(|p| analyse_process(p, sym, opts)).collect();
     let summary = total(&processes);
-    Report { schema: SCHEMA.into(), tool: Tool::default(), processes, summary }
+    Report { schema: SCHEMA.into(), tool: Tool::default(), processes, summary, suppressions: Vec::new() }
 }
 
 /// Sums the summaries of `processes`.
@@ -54,6 +60,21 @@ impl Report {
 
     pub fn process_mut(&mut self, pid: u32, exec_index: u32) -> Option<&mut ProcessReport> {
         self.processes.iter_mut().find(|p| p.pid == pid && p.exec_index == exec_index)
+    }
+}
+
+fn reachability(p: &ProcessTrace) -> Reachability {
+    use leakscope_format::layout::scan_state;
+    let state = match p.scan.state {
+        scan_state::COMPLETE => "complete",
+        scan_state::PARTIAL => "partial",
+        _ => return Reachability::none(),
+    };
+    Reachability {
+        state: state.into(),
+        threads_stopped: p.scan.threads_stopped,
+        threads_not_stopped: p.scan.threads_not_stopped,
+        millis: p.scan.nanos as f64 / 1e6,
     }
 }
 
@@ -82,13 +103,16 @@ pub fn analyse_process<S: Symbolize + ?Sized>(p: &ProcessTrace, sym: &mut S, opt
     let (leaks, runtime_kept): (Vec<Leak>, Vec<Leak>) = groups
         .iter()
         .map(|g| Leak {
-            class: LeakClass::Unknown,
+            class: g.class.into(),
             bytes: g.bytes,
             blocks: g.blocks,
             allocator: g.kind.into(),
             stack: table.stack(stack_of(g.stack)),
+            fingerprint: String::new(),
         })
         .partition(|l| !runtime::is_runtime_lifetime(&l.stack));
+    let mut leaks = leaks;
+    fingerprint::assign(&mut leaks);
 
     let errors: Vec<HeapErrorReport> = p
         .errors
@@ -110,15 +134,29 @@ pub fn analyse_process<S: Symbolize + ?Sized>(p: &ProcessTrace, sym: &mut S, opt
         })
         .collect();
 
+    let totals = |class: LeakClass| {
+        let of: Vec<&Leak> = leaks.iter().filter(|l| l.class == class).collect();
+        ClassTotals {
+            bytes: of.iter().map(|l| l.bytes).sum(),
+            blocks: of.iter().map(|l| l.blocks).sum(),
+            records: of.len() as u64,
+        }
+    };
+    let leaked: Vec<&Leak> = leaks.iter().filter(|l| l.class != LeakClass::Reachable).collect();
     let summary = Summary {
-        leaked_bytes: leaks.iter().map(|l| l.bytes).sum(),
-        leaked_blocks: leaks.iter().map(|l| l.blocks).sum(),
-        leak_records: leaks.len() as u64,
+        leaked_bytes: leaked.iter().map(|l| l.bytes).sum(),
+        leaked_blocks: leaked.iter().map(|l| l.blocks).sum(),
+        leak_records: leaked.len() as u64,
+        definite: totals(LeakClass::Definite),
+        indirect: totals(LeakClass::Indirect),
+        possible: totals(LeakClass::Possible),
+        reachable: totals(LeakClass::Reachable),
         errors: errors.len() as u64,
         allocations: p.stats.allocs,
         frees: p.stats.frees,
         runtime_kept_bytes: runtime_kept.iter().map(|l| l.bytes).sum(),
         runtime_kept_blocks: runtime_kept.iter().map(|l| l.blocks).sum(),
+        ..Summary::default()
     };
 
     let mut report = ProcessReport {
@@ -135,7 +173,17 @@ pub fn analyse_process<S: Symbolize + ?Sized>(p: &ProcessTrace, sym: &mut S, opt
         mappings: Vec::new(),
         shared_memory: Vec::new(),
         summary,
+        reachability: reachability(p),
+        inherited: Vec::new(),
     };
+    lineage::annotate(p, sym, opts, &mut report);
+    if p.scan.state == leakscope_format::layout::scan_state::PARTIAL {
+        report.add_note(format!(
+            "{} thread(s) could not be stopped for the reachability scan (they block its signal): blocks only \
+             they point to may be reported lost",
+            p.scan.threads_not_stopped
+        ));
+    }
     if p.ending == Ending::Unknown && !p.finalized {
         report.add_note(
             "leakscope did not see this process end (it was still running when its session file was read, \

@@ -20,6 +20,10 @@ pub struct Report {
     pub processes: Vec<ProcessReport>,
     /// Sums over all processes.
     pub summary: Summary,
+    /// Every suppression given (`--suppressions`), in the order read, with
+    /// what it hid over all processes; empty when none was given.
+    #[serde(default)]
+    pub suppressions: Vec<SuppressionUse>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +58,20 @@ pub struct ProcessReport {
     /// Reserved: always empty in this version.
     pub shared_memory: Vec<serde_json::Value>,
     pub summary: Summary,
+    /// The scan that classified this process's leaks.
+    #[serde(default = "Reachability::none")]
+    pub reachability: Reachability,
+    /// With `--show-inherited`: the blocks live at the end that the process
+    /// inherited from its parent at fork, grouped like `leaks` (never counted
+    /// as its leaks). Empty otherwise.
+    #[serde(default)]
+    pub inherited: Vec<Leak>,
+}
+
+impl Reachability {
+    pub fn none() -> Reachability {
+        Reachability { state: "none".into(), threads_stopped: 0, threads_not_stopped: 0, millis: 0.0 }
+    }
 }
 
 impl ProcessReport {
@@ -65,7 +83,13 @@ impl ProcessReport {
 
     /// Whether anything worth reporting was found.
     pub fn has_findings(&self) -> bool {
-        !self.leaks.is_empty() || !self.errors.is_empty()
+        self.leaks.iter().any(|l| l.class != LeakClass::Reachable) || !self.errors.is_empty()
+    }
+
+    /// Whether `--error-exitcode` applies: heap errors, or leaked memory
+    /// (possible leaks only with `count_possible`; reachable memory never).
+    pub fn fails(&self, count_possible: bool) -> bool {
+        !self.errors.is_empty() || self.leaks.iter().any(|l| l.class.is_leaked(count_possible))
     }
 }
 
@@ -144,6 +168,26 @@ pub struct Summary {
     pub runtime_kept_bytes: u64,
     #[serde(default)]
     pub runtime_kept_blocks: u64,
+    /// Totals per class (`leaked_*` = all but reachable).
+    #[serde(default)]
+    pub definite: ClassTotals,
+    #[serde(default)]
+    pub indirect: ClassTotals,
+    #[serde(default)]
+    pub possible: ClassTotals,
+    #[serde(default)]
+    pub reachable: ClassTotals,
+    /// Leak records hidden by `--suppressions` (not in `leaks`, not in any total above).
+    #[serde(default)]
+    pub suppressed: ClassTotals,
+}
+
+impl ClassTotals {
+    fn add(&mut self, o: &ClassTotals) {
+        self.bytes += o.bytes;
+        self.blocks += o.blocks;
+        self.records += o.records;
+    }
 }
 
 impl Summary {
@@ -156,6 +200,11 @@ impl Summary {
         self.frees += other.frees;
         self.runtime_kept_bytes += other.runtime_kept_bytes;
         self.runtime_kept_blocks += other.runtime_kept_blocks;
+        self.definite.add(&other.definite);
+        self.indirect.add(&other.indirect);
+        self.possible.add(&other.possible);
+        self.reachable.add(&other.reachable);
+        self.suppressed.add(&other.suppressed);
     }
 
     pub fn has_findings(&self) -> bool {
@@ -163,13 +212,77 @@ impl Summary {
     }
 }
 
-/// How sure leakscope is that a block is lost. Only `unknown` exists until a
-/// reachability scan is implemented; later versions may add variants.
+/// How sure leakscope is that a block is lost, as Valgrind defines it. The
+/// order is the order of the report: most certainly lost first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum LeakClass {
-    /// Live at exit; whether it was still referenced was not determined.
+    /// No pointer to it anywhere.
+    Definite,
+    /// Reachable only from lost blocks.
+    Indirect,
+    /// Only pointers into its interior lead to it.
+    Possible,
+    /// Live at exit; whether it was still referenced was not determined
+    /// (the process could not scan itself, e.g. it was killed).
     Unknown,
+    /// A chain of pointers from a root (globals, stacks, registers, TLS) leads to it.
+    Reachable,
+}
+
+impl LeakClass {
+    /// Whether memory of this class counts as leaked (`--error-exitcode`,
+    /// `leaked_*` totals): everything but reachable memory, and possible
+    /// leaks only when asked.
+    pub fn is_leaked(self, count_possible: bool) -> bool {
+        match self {
+            LeakClass::Definite | LeakClass::Indirect | LeakClass::Unknown => true,
+            LeakClass::Possible => count_possible,
+            LeakClass::Reachable => false,
+        }
+    }
+
+    pub fn phrase(self) -> &'static str {
+        match self {
+            LeakClass::Definite => "definitely lost",
+            LeakClass::Indirect => "indirectly lost",
+            LeakClass::Possible => "possibly lost",
+            LeakClass::Unknown => "leaked",
+            LeakClass::Reachable => "still reachable",
+        }
+    }
+}
+
+impl From<leakscope_format::model::LeakClass> for LeakClass {
+    fn from(c: leakscope_format::model::LeakClass) -> Self {
+        use leakscope_format::model::LeakClass as M;
+        match c {
+            M::Definite => LeakClass::Definite,
+            M::Indirect => LeakClass::Indirect,
+            M::Possible => LeakClass::Possible,
+            M::Reachable => LeakClass::Reachable,
+            M::Unknown => LeakClass::Unknown,
+        }
+    }
+}
+
+/// Bytes, blocks and records of one class.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClassTotals {
+    pub bytes: u64,
+    pub blocks: u64,
+    pub records: u64,
+}
+
+/// How the reachability scan at the end of the process went.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Reachability {
+    /// "complete", "partial" (some threads could not be stopped) or "none"
+    /// (no scan ran: classes are "unknown").
+    pub state: String,
+    pub threads_stopped: u32,
+    pub threads_not_stopped: u32,
+    pub millis: f64,
 }
 
 /// Live blocks sharing one allocation stack and allocator.
@@ -181,6 +294,37 @@ pub struct Leak {
     pub allocator: Allocator,
     /// Where the blocks were allocated, innermost first.
     pub stack: Vec<Frame>,
+    /// Identity of the allocation site that survives rebuilds, ASLR and
+    /// unrelated edits (see `fingerprint`); `""` in reports written before it
+    /// existed.
+    #[serde(default)]
+    pub fingerprint: String,
+}
+
+/// One suppression read from a `--suppressions` file, and the leak records it
+/// hid (each hidden record is credited to the first suppression that matches it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SuppressionUse {
+    /// LeakSanitizer: the line (`leak:PATTERN`); Valgrind: the entry's name.
+    pub name: String,
+    /// The suppression file, as given on the command line.
+    pub file: String,
+    /// Line of `leak:` (LeakSanitizer) or of the entry's `{` (Valgrind), from 1.
+    pub line: u32,
+    pub format: SuppressionFormat,
+    pub matched_records: u64,
+    pub matched_blocks: u64,
+    pub matched_bytes: u64,
+}
+
+/// The syntax of a suppression file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SuppressionFormat {
+    /// LeakSanitizer: `leak:PATTERN` lines.
+    Lsan,
+    /// Valgrind: `{ name  Memcheck:Leak  fun:/obj:/src:/... }` entries.
+    Valgrind,
 }
 
 /// The function that made a block.

@@ -48,7 +48,7 @@ impl Symbolize for FakeSym {
 }
 
 fn block(addr: u64, size: u64, kind: AllocKind, stack: u32, flags: u8) -> Block {
-    Block { addr, size, kind, stack, flags }
+    Block { addr, size, kind, stack, flags, class: leakscope_format::model::LeakClass::Unknown }
 }
 
 fn process(pid: u32, blocks: Vec<Block>) -> ProcessTrace {
@@ -78,6 +78,7 @@ fn process(pid: u32, blocks: Vec<Block>) -> ProcessTrace {
         blocks,
         errors: vec![],
         stats: Stats { allocs: 100, frees: 90, ..Default::default() },
+        scan: Default::default(),
     }
 }
 

@@ -24,6 +24,8 @@ pub enum Command {
     Run(RunArgs),
     /// Report on a trace saved by `run --save-trace`.
     Report(ReportArgs),
+    /// Compare the leaks of two runs (JSON reports, traces or baselines): new, fixed and changed.
+    Diff(crate::export_args::DiffArgs),
 }
 
 #[derive(Args, Debug)]
@@ -34,6 +36,10 @@ pub struct RunArgs {
     /// Save the raw trace to FILE (read it back with `leakscope report FILE`).
     #[arg(long, value_name = "FILE")]
     pub save_trace: Option<PathBuf>,
+    /// Check for leaks whenever the program gets SIGNAL (e.g. SIGUSR2), printing a
+    /// report while it keeps running. leakscope passes SIGUSR1/SIGUSR2 it receives on to it.
+    #[arg(long, value_name = "SIGNAL", value_parser = crate::launch::parse_signal)]
+    pub check_on_signal: Option<i32>,
     /// The program to run and its arguments (put them after `--`).
     #[arg(value_name = "PROG", required = true, num_args = 1.., trailing_var_arg = true)]
     pub command: Vec<OsString>,
@@ -59,9 +65,22 @@ pub struct OutputArgs {
     /// Exit with N instead of the usual status when any leak or heap error was found.
     #[arg(long, value_name = "N")]
     pub error_exitcode: Option<u8>,
+    /// List still-reachable memory in the text report too (it is always in the JSON).
+    #[arg(long)]
+    pub show_reachable: bool,
+    /// Count possibly-lost memory as leaked for --error-exitcode.
+    #[arg(long)]
+    pub fail_on_possible: bool,
+    /// Also list, for each forked process, the blocks it inherited from its parent (never counted as its leaks).
+    #[arg(long)]
+    pub show_inherited: bool,
     /// Print what leakscope spent its time on (also with LEAKSCOPE_STATS=1 in the environment).
     #[arg(long, env = "LEAKSCOPE_STATS", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false)]
     pub stats: bool,
+    #[command(flatten)]
+    pub export: crate::export_args::ExportArgs,
+    #[command(flatten)]
+    pub suppress: crate::suppressions::SuppressArgs,
     /// When to colour the text report (auto: only on a terminal, and not when NO_COLOR is set).
     #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorWhen::Auto)]
     pub color: ColorWhen,

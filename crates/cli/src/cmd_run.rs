@@ -5,7 +5,7 @@ use crate::args::RunArgs;
 use crate::launch::{self, Launch};
 use crate::pipeline::{self, Problems};
 use crate::session_dir::SessionDir;
-use crate::{collect, output, preload_path, resolve};
+use crate::{collect, output, preload_path, reaper, resolve};
 use anyhow::{Context, Result};
 use leakscope_format::session::SESSION_ENV;
 use std::ffi::OsString;
@@ -16,14 +16,26 @@ pub fn run(args: &RunArgs) -> Result<i32> {
     let lib = preload_path::find()?;
     let mut session = SessionDir::create()?;
 
-    let env = vec![
+    let mut env = vec![
         (OsString::from("LD_PRELOAD"), preload_path::ld_preload_value(&lib, std::env::var_os("LD_PRELOAD"))),
         (OsString::from(SESSION_ENV), session.path().as_os_str().to_os_string()),
     ];
+    let watcher = args.check_on_signal.map(|signal| {
+        env.push((OsString::from("LEAKSCOPE_CHECK_SIGNAL"), OsString::from(signal.to_string())));
+        crate::checks::Watcher::start(session.path().to_path_buf(), &args.out)
+    });
     let launch = Launch { program, argv: args.command.clone(), env };
     let (pid, status) = launch::run(&launch)?;
+    if let Some(w) = watcher {
+        w.stop();
+    }
+    // Descendants it left running (daemons, children it did not wait for) are reported too.
+    reaper::wait_for_descendants(&prog.to_string_lossy());
 
-    let collected = collect::collect(session.path(), Some((pid, status)));
+    let collected = collect::collect(session.path(), Some((pid, status))).map(|mut c| {
+        reaper::apply_endings(&mut c.trace, &reaper::reaped());
+        c
+    });
     if let Err(e) = session.remove() {
         eprintln!("leakscope: warning: cannot remove the session directory {}: {e}", session.path().display());
     }

@@ -97,6 +97,7 @@ fn empty_process(pid: u32, exec_index: u32) -> ProcessTrace {
         blocks: Vec::new(),
         errors: Vec::new(),
         stats: Stats::default(),
+        scan: Default::default(),
     }
 }
 

@@ -6,7 +6,7 @@
 
 use crate::fail::{Fail, CANNOT_TRACE, NOT_FOUND};
 use std::ffi::OsString;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -64,7 +64,8 @@ pub fn run(launch: &Launch) -> Result<(u32, Status), Fail> {
             Ok(())
         });
     }
-    let mut child = match cmd.spawn() {
+    crate::reaper::become_subreaper();
+    let child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
             restore_handlers();
@@ -79,36 +80,19 @@ pub fn run(launch: &Launch) -> Result<(u32, Status), Fail> {
         // SAFETY: pid is our unreaped child.
         unsafe { libc::kill(pid as i32, early) };
     }
-    // Wait without reaping first, so a signal forwarded meanwhile can never
-    // reach a recycled pid; then stop forwarding and reap.
-    wait_no_reap(pid as i32);
-    CHILD.store(0, Ordering::SeqCst);
-    let status = loop {
-        match child.wait() {
-            Ok(s) => break s,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                return Err(Fail::new(crate::fail::FAILURE, format!("waiting for the program failed: {e}")))
-            }
-        }
-    };
-    let status = match (status.code(), status.signal()) {
-        (Some(c), _) => Status::Exited(c),
-        (None, Some(s)) => Status::Signaled(s),
-        _ => Status::Exited(status.into_raw()),
-    };
+    // Stop forwarding once it has ended but before it is reaped, so a signal
+    // forwarded meanwhile can never reach a recycled pid. Orphaned
+    // descendants (leakscope is their subreaper) are reaped meanwhile.
+    drop(child);
+    let status = crate::reaper::wait_for_child(pid as i32, || CHILD.store(0, Ordering::SeqCst))
+        .map_err(|e| Fail::new(crate::fail::FAILURE, format!("waiting for the program failed: {e}")))?;
     Ok((pid, status))
 }
 
-fn wait_no_reap(pid: libc::pid_t) {
-    loop {
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: info is a valid out pointer; pid is our child.
-        let rc = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT) };
-        if rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            return;
-        }
-    }
+/// Whether a SIGTERM or SIGHUP came after the program ended (kept to be
+/// honoured once the report is written).
+pub fn termination_requested() -> bool {
+    matches!(PENDING.load(Ordering::SeqCst), libc::SIGTERM | libc::SIGHUP)
 }
 
 extern "C" fn forward(sig: libc::c_int) {
@@ -153,6 +137,19 @@ pub fn restore_handlers() {
         // SAFETY: raising a signal on ourselves.
         unsafe { libc::raise(pending) };
     }
+}
+
+/// A signal given by name ("SIGUSR2", "USR2") or number.
+pub fn parse_signal(s: &str) -> Result<i32, String> {
+    if let Ok(n) = s.parse::<i32>() {
+        return if (1..65).contains(&n) { Ok(n) } else { Err(format!("no signal number {n}")) };
+    }
+    let name = s.to_ascii_uppercase();
+    let name = if name.starts_with("SIG") { name } else { format!("SIG{name}") };
+    (1..32)
+        .find(|&n| signal_name(n) == Some(name.as_str()))
+        .filter(|&n| n != libc::SIGKILL && n != libc::SIGSTOP)
+        .ok_or_else(|| format!("unknown or uncatchable signal '{s}'"))
 }
 
 /// The name of a signal, e.g. "SIGSEGV".

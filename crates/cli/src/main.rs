@@ -2,18 +2,25 @@
 //! every allocation, then reports leaks and heap errors (see ARCHITECTURE.md).
 
 mod args;
+mod checks;
+mod cmd_diff;
 mod cmd_report;
 mod cmd_run;
 mod collect;
 mod elf;
+mod export_args;
+mod export_out;
 mod fail;
 mod launch;
 mod output;
 mod pipeline;
 mod preload_path;
+mod process_tree;
+mod reaper;
 mod render_text;
 mod resolve;
 mod session_dir;
+mod suppressions;
 mod stats;
 
 use clap::Parser;
@@ -23,6 +30,7 @@ fn main() {
     let result = match &cli.command {
         args::Command::Run(a) => cmd_run::run(a),
         args::Command::Report(a) => cmd_report::run(a),
+        args::Command::Diff(a) => cmd_diff::run(a),
     };
     let code = match result {
         Ok(code) => code,

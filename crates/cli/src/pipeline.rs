@@ -44,17 +44,22 @@ pub fn report_with<S: Symbolize + ?Sized>(
     problems: &mut Problems,
 ) -> Report {
     let started = std::time::Instant::now();
-    let mut report = analyse(trace, sym, &Options::default());
+    let mut report = analyse(trace, sym, &Options { show_inherited: out.show_inherited, ..Options::default() });
     let analysed = started.elapsed();
     for n in notes {
         if let Some(p) = report.process_mut(n.pid, n.exec_index) {
             p.add_note(n.note.clone());
         }
     }
-    problems.check(output::write_text(&render_text::render(&report), out));
+    let text_opts = render_text::TextOptions { show_reachable: out.show_reachable };
+    crate::suppressions::apply(&mut report, &out.suppress);
+    let baseline = crate::export_out::apply_baseline(&mut report, out, problems);
+    let suppressions = crate::suppressions::finish(&report, &out.suppress, out.show_reachable, problems);
+    problems.check(output::write_text(&(render_text::render_with(&report, &text_opts) + &baseline + &suppressions), out));
     if let Some(path) = &out.json {
         problems.check(output::write_json(&report, path));
     }
+    crate::export_out::write(&report, out, &baseline, problems);
     if out.stats {
         eprint!("{}", crate::stats::render(trace, analysed));
     }
@@ -64,7 +69,7 @@ pub fn report_with<S: Symbolize + ?Sized>(
 /// `--error-exitcode N` when something was found, else `normal`.
 pub fn exit_status(normal: i32, report: &Report, out: &OutputArgs) -> i32 {
     match out.error_exitcode {
-        Some(n) if report.has_findings() => n as i32,
+        Some(n) if report.processes.iter().any(|p| p.fails(out.fail_on_possible)) => n as i32,
         _ => normal,
     }
 }

@@ -9,14 +9,31 @@ const BOLD: Style = Style::new().bold();
 const RED: Style = Style::new().bold().fg_color(Some(anstyle::Color::Ansi(AnsiColor::Red)));
 const YELLOW: Style = Style::new().fg_color(Some(anstyle::Color::Ansi(AnsiColor::Yellow)));
 
+/// What the text report shows beyond the default.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TextOptions {
+    /// List still-reachable records too (else one summary line).
+    pub show_reachable: bool,
+}
+
 /// The whole text report.
+#[cfg_attr(not(test), allow(dead_code))]
 pub fn render(report: &Report) -> String {
+    render_with(report, &TextOptions::default())
+}
+
+pub fn render_with(report: &Report, opts: &TextOptions) -> String {
     let mut out = String::new();
     let several = report.processes.len() > 1;
-    for p in &report.processes {
-        render_process(&mut out, p, several);
+    // Each process after its parent (see `process_tree`).
+    let tree = crate::process_tree::build(&report.processes);
+    for &(i, _) in &tree.order {
+        render_process(&mut out, &report.processes[i], several, opts);
     }
     if report.processes.len() > 1 {
+        out.push('\n');
+        let tag = format!("=={}==", report.processes[tree.order[0].0].pid);
+        crate::process_tree::render(&mut out, &tag, &report.processes, &tree);
         let s = &report.summary;
         let _ = writeln!(
             out,
@@ -30,7 +47,7 @@ pub fn render(report: &Report) -> String {
 
 /// `several`: the report has more than one process, so every one gets a
 /// header naming it (else only those with something to say).
-fn render_process(out: &mut String, p: &ProcessReport, several: bool) {
+fn render_process(out: &mut String, p: &ProcessReport, several: bool, opts: &TextOptions) {
     let tag = format!("=={}==", p.pid);
     let killed = matches!(p.exit, Exit::Signal(_));
     if several || p.has_findings() || !p.complete || killed {
@@ -48,21 +65,40 @@ fn render_process(out: &mut String, p: &ProcessReport, several: bool) {
         out.push('\n');
         render_error(out, &tag, e);
     }
-    for l in &p.leaks {
+    for l in p.leaks.iter().filter(|l| opts.show_reachable || l.class != LeakClass::Reachable) {
         out.push('\n');
+        let class = match l.class {
+            LeakClass::Unknown => String::new(),
+            c => {
+                let phrase = c.phrase();
+                format!("{}{}: ", phrase[..1].to_uppercase(), &phrase[1..])
+            }
+        };
         let _ = writeln!(
             out,
-            "{BOLD}{} in {} allocated with {} from:{BOLD:#}",
+            "{BOLD}{class}{} in {} allocated with {} from:{BOLD:#}",
             plural(l.bytes, "byte", "bytes"),
             plural(l.blocks, "block", "blocks"),
             l.allocator.name()
         );
         render_stack(out, &l.stack);
     }
-    if p.has_findings() {
+    for l in &p.inherited {
+        out.push('\n');
+        let _ = writeln!(
+            out,
+            "{} in {} inherited from the parent at fork (its blocks, not this process's leaks), allocated with {} from:",
+            plural(l.bytes, "byte", "bytes"),
+            plural(l.blocks, "block", "blocks"),
+            l.allocator.name()
+        );
+        render_stack(out, &l.stack);
+    }
+    if p.has_findings() || !p.inherited.is_empty() {
         out.push('\n');
     }
     let _ = writeln!(out, "{tag} {BOLD}SUMMARY: leakscope: {}{BOLD:#}", summary_counts(&p.summary));
+    render_class_totals(out, &tag, p, opts);
     if p.summary.runtime_kept_blocks > 0 {
         let _ = writeln!(
             out,
@@ -70,6 +106,28 @@ fn render_process(out: &mut String, p: &ProcessReport, several: bool) {
             plural(p.summary.runtime_kept_bytes, "byte", "bytes"),
             plural(p.summary.runtime_kept_blocks, "block", "blocks"),
         );
+    }
+}
+
+/// Per-class totals after a reachability scan, Valgrind's LEAK SUMMARY in one line.
+fn render_class_totals(out: &mut String, tag: &str, p: &ProcessReport, opts: &TextOptions) {
+    if p.reachability.state == "none" {
+        return;
+    }
+    let s = &p.summary;
+    let part = |name: &str, t: &ClassTotals| {
+        format!("{name} {} in {}", plural(t.bytes, "byte", "bytes"), plural(t.blocks, "block", "blocks"))
+    };
+    let _ = writeln!(
+        out,
+        "{tag}   {}; {}; {}; {}",
+        part("definitely lost:", &s.definite),
+        part("indirectly lost:", &s.indirect),
+        part("possibly lost:", &s.possible),
+        part("still reachable:", &s.reachable),
+    );
+    if s.reachable.records > 0 && !opts.show_reachable {
+        let _ = writeln!(out, "{tag}   (still reachable records are not shown; --show-reachable lists them)");
     }
 }
 
@@ -232,12 +290,14 @@ mod tests {
             mappings: vec![],
             shared_memory: vec![],
             summary,
+            reachability: Reachability::none(),
+            inherited: vec![],
         }
     }
 
     fn report(processes: Vec<ProcessReport>) -> Report {
         let summary = leakscope_analyse::total(&processes);
-        Report { schema: SCHEMA.into(), tool: Tool::default(), processes, summary }
+        Report { schema: SCHEMA.into(), tool: Tool::default(), processes, summary, suppressions: Vec::new() }
     }
 
     fn plain(r: &Report) -> String {
@@ -245,7 +305,7 @@ mod tests {
     }
 
     fn leak(bytes: u64, blocks: u64, allocator: Allocator, stack: Vec<Frame>) -> Leak {
-        Leak { class: LeakClass::Unknown, bytes, blocks, allocator, stack }
+        Leak { class: LeakClass::Unknown, bytes, blocks, allocator, stack, fingerprint: String::new() }
     }
 
     #[test]

@@ -24,34 +24,34 @@ fn new_leak(tag: &str) -> &'static Value {
 
 #[test]
 fn new_leak_is_reported_as_new() {
-    assert_leak(new_leak("LEAK:new"), 24, 1, "new");
+    assert_leak(new_leak("LEAK:new"), "reachable", 24, 1, "new");
 }
 
 #[test]
 fn array_new_leak_is_reported_as_new_array() {
-    assert_leak(new_leak("LEAK:new[]"), 40, 1, "new[]");
+    assert_leak(new_leak("LEAK:new[]"), "reachable", 40, 1, "new[]");
 }
 
 #[test]
 fn nothrow_new_leak_is_reported_as_new() {
-    assert_leak(new_leak("LEAK:nothrow-new"), 12, 1, "new");
+    assert_leak(new_leak("LEAK:nothrow-new"), "reachable", 12, 1, "new");
 }
 
 #[test]
 fn nothrow_array_new_leak_is_reported_as_new_array() {
-    assert_leak(new_leak("LEAK:nothrow-new[]"), 18, 1, "new[]");
+    assert_leak(new_leak("LEAK:nothrow-new[]"), "reachable", 18, 1, "new[]");
 }
 
 #[test]
 fn aligned_new_leak_is_reported_as_new() {
-    assert_leak(new_leak("LEAK:aligned-new"), 128, 1, "new");
+    assert_leak(new_leak("LEAK:aligned-new"), "reachable", 128, 1, "new");
     // The program checks the alignment it got (0 = multiple of 64).
     assert!(alloc_run().stdout.contains("cxx_alloc done 6 0 0"), "{}", alloc_run().describe());
 }
 
 #[test]
 fn aligned_array_new_leak_is_reported_as_new_array() {
-    assert_leak(new_leak("LEAK:aligned-new[]"), 256, 1, "new[]");
+    assert_leak(new_leak("LEAK:aligned-new[]"), "reachable", 256, 1, "new[]");
 }
 
 #[test]
@@ -152,7 +152,7 @@ fn bad_alloc_thrown_out_of_operator_new_is_caught() {
 fn leak_made_before_each_throw_is_counted_with_its_callers() {
     let p = exceptions_run().process();
     let leak = leak_at(p, "middle", EXC, "LEAK:during-unwind");
-    assert_leak(leak, 100 * 16, 100, "new[]");
+    assert_leak(leak, "reachable", 100 * 16, 100, "new[]");
     let st = frames(&leak["stack"]);
     let f = functions(&st);
     assert_eq!(&f[..3], ["middle", "outer", "main"], "callers of the leak:{}", show_stack(&st));

@@ -24,7 +24,7 @@ fn program_exit_code_is_passed_through() {
 fn error_exitcode_is_used_when_a_leak_is_found() {
     let o = run_opts(&["--error-exitcode", "23"], &exe(), &["leak"]);
     assert_eq!(o.code, Some(23), "{}", o.describe());
-    assert_leak(leak_at(o.process(), "main", SRC, "LEAK:exit-leak"), 99, 1, "malloc");
+    assert_leak(leak_at(o.process(), "main", SRC, "LEAK:exit-leak"), "definite", 99, 1, "malloc");
 }
 
 #[test]
@@ -48,5 +48,5 @@ fn program_killed_by_sigterm_gives_128_plus_15_and_its_leaks() {
     let p = o.process();
     assert_eq!(p["exit"], serde_json::json!({"signal": 15}), "{p}");
     // The session file outlives the process: what was live is still reported.
-    assert_leak(leak_at(p, "main", SRC, "LEAK:before-sigterm"), 48, 1, "malloc");
+    assert_leak(leak_at(p, "main", SRC, "LEAK:before-sigterm"), "unknown", 48, 1, "malloc");
 }

@@ -14,7 +14,7 @@ fn leaks_from_four_concurrent_threads_are_counted_exactly() {
     let p = o.process();
     let leak = leak_at(p, "worker", "threads.c", "LEAK:worker");
     // 500 blocks per thread, of 16, 32, 48 and 64 bytes.
-    assert_leak(leak, 500 * (16 + 32 + 48 + 64), 2000, "malloc");
+    assert_leak(leak, "definite", 500 * (16 + 32 + 48 + 64), 2000, "malloc");
     assert_no_leak_at_line(p, "threads.c", "FREED:worker-tmp");
     assert_no_leak_at_line(p, "threads.c", "FREED:worker-array");
     assert_eq!(leaks(p).len(), 1, "thread stacks and TLS are not leaks:{}", show_leaks(p));
@@ -29,7 +29,7 @@ fn leak_in_a_dlclosed_library_resolves_to_its_source_line() {
     assert!(o.stdout.contains("plugin unloaded"), "dlclose succeeded: {}", o.describe());
     let p = o.process();
     let leak = leak_at(p, "plugin_leak", "plugin.c", "LEAK:plugin");
-    assert_leak(leak, 123, 1, "malloc");
+    assert_leak(leak, "definite", 123, 1, "malloc");
     let st = frames(&leak["stack"]);
     let so = plugin.canonicalize().unwrap();
     assert_eq!(st[0].module.as_deref(), so.to_str(), "frame #0 is in the unloaded plugin:{}", show_stack(&st));
@@ -50,7 +50,7 @@ fn frame_in_a_library_without_debug_info_has_module_but_no_file() {
     let p = o.process();
     let file = fixture_file("nodebug_main.c");
     let leak = leak_with_frame(p, "main", &file, line_of("nodebug_main.c", "CALL:nodebug_make"));
-    assert_leak(leak, 345, 1, "malloc");
+    assert_leak(leak, "definite", 345, 1, "malloc");
     let st = frames(&leak["stack"]);
     let so = lib.canonicalize().unwrap();
     assert_eq!(st[0].module.as_deref(), so.to_str(), "frame #0 is in the library:{}", show_stack(&st));
@@ -65,7 +65,7 @@ fn call_chain(flags: &[&str]) {
     let o = run_ok(&exe, &[]);
     let p = o.process();
     let leak = leak_at_line(p, "callchain.c", "LEAK:b");
-    assert_leak(leak, 202, 1, "malloc");
+    assert_leak(leak, "reachable", 202, 1, "malloc");
     let st = frames(&leak["stack"]);
     let file = fixture_file("callchain.c");
     // Unwinding: the call sites, innermost first.
@@ -97,7 +97,7 @@ fn leak_in_a_dlopened_library_without_frame_pointers_keeps_its_callers() {
     assert!(o.stdout.contains("plugin unloaded"), "dlclose succeeded: {}", o.describe());
     let p = o.process();
     let leak = leak_at(p, "plugin_leak", "plugin.c", "LEAK:plugin");
-    assert_leak(leak, 123, 1, "malloc");
+    assert_leak(leak, "definite", 123, 1, "malloc");
     let st = frames(&leak["stack"]);
     let f = functions(&st);
     assert_eq!(&f[..3], ["plugin_leak", "plugin_entry", "main"], "callers through the plugin:{}", show_stack(&st));

@@ -12,7 +12,7 @@ fn main() {
                     println!("  {name}: {v}");
                 }
                 for b in &p.blocks {
-                    println!("  block {:#x} {} {:?} flags {} stack {:x?}", b.addr, b.size, b.kind, b.flags, p.stacks[b.stack as usize]);
+                    println!("  block {:#x} {} {:?} flags {} class {:?} stack {:x?}", b.addr, b.size, b.kind, b.flags, b.class, p.stacks[b.stack as usize]);
                 }
                 for e in &p.errors {
                     println!("  error {:?}", e);

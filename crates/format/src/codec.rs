@@ -143,6 +143,7 @@ fn encode_process(w: &mut Writer, p: &ProcessTrace) {
         w.uint(b.kind as u64);
         w.uint(b.stack as u64);
         w.uint(b.flags as u64);
+        w.uint(b.class as u64);
     }
     w.uint(p.errors.len() as u64);
     for e in &p.errors {
@@ -179,6 +180,11 @@ fn encode_process(w: &mut Writer, p: &ProcessTrace) {
     for &c in &p.stats.preload {
         w.uint(c);
     }
+    w.uint(p.scan.state as u64);
+    w.uint(p.scan.seq);
+    w.uint(p.scan.threads_stopped as u64);
+    w.uint(p.scan.threads_not_stopped as u64);
+    w.uint(p.scan.nanos);
 }
 
 fn decode_process(r: &mut Reader) -> Result<ProcessTrace, DecodeError> {
@@ -232,7 +238,8 @@ fn decode_process(r: &mut Reader) -> Result<ProcessTrace, DecodeError> {
         let kind = AllocKind::from_u8(r.u8("allocator")?);
         let stack = r.stack_ref(stacks.len(), "block stack")?;
         let flags = r.u8("block flags")?;
-        blocks.push(Block { addr: prev, size, kind, stack, flags });
+        let class = LeakClass::from_u8(r.u8("block class")?);
+        blocks.push(Block { addr: prev, size, kind, stack, flags, class });
     }
     let nerr = r.len("error count")?;
     let mut errors = Vec::with_capacity(nerr.min(1 << 16));
@@ -278,6 +285,13 @@ fn decode_process(r: &mut Reader) -> Result<ProcessTrace, DecodeError> {
         preload.push(r.uint("counter")?);
     }
     let stats = Stats { allocs, frees, preload };
+    let scan = Scan {
+        state: r.u32("scan state")?,
+        seq: r.uint("scan count")?,
+        threads_stopped: r.u32("stopped threads")?,
+        threads_not_stopped: r.u32("threads not stopped")?,
+        nanos: r.uint("scan time")?,
+    };
     Ok(ProcessTrace {
         pid,
         parent_pid,
@@ -291,6 +305,7 @@ fn decode_process(r: &mut Reader) -> Result<ProcessTrace, DecodeError> {
         blocks,
         errors,
         stats,
+        scan,
     })
 }
 
@@ -404,8 +419,22 @@ mod tests {
                 }],
                 stacks: vec![vec![], vec![0x5555_0000_1234, 0x7fff_0000_0010, 0x5555_0000_0100]],
                 blocks: vec![
-                    Block { addr: 0x4000_0010, size: 40, kind: AllocKind::Malloc, stack: 1, flags: 0 },
-                    Block { addr: 0x3000_0010, size: 1 << 33, kind: AllocKind::NewArray, stack: 0, flags: 2 },
+                    Block {
+                        addr: 0x4000_0010,
+                        size: 40,
+                        kind: AllocKind::Malloc,
+                        stack: 1,
+                        flags: 0,
+                        class: LeakClass::Indirect,
+                    },
+                    Block {
+                        addr: 0x3000_0010,
+                        size: 1 << 33,
+                        kind: AllocKind::NewArray,
+                        stack: 0,
+                        flags: 2,
+                        class: LeakClass::Unknown,
+                    },
                 ],
                 errors: vec![HeapError {
                     kind: ErrorKind::DoubleFree,
@@ -423,6 +452,7 @@ mod tests {
                     }),
                 }],
                 stats: Stats { allocs: 10, frees: 8, preload: vec![1, 2, 3] },
+                scan: Scan { state: 2, seq: 4, threads_stopped: 3, threads_not_stopped: 1, nanos: 12345 },
             }],
         }
     }

@@ -36,6 +36,11 @@ pub mod state {
     pub const EXITED: u32 = 1;
     /// The process image was replaced by execve().
     pub const EXECED: u32 = 2;
+    /// The process exited with the status in `exit_code` without running its
+    /// exit handlers (`_exit()`, `_Exit()`, or as its traced parent reaped it).
+    pub const QUICK_EXIT: u32 = 3;
+    /// Killed by the signal in `exit_code`, as its traced parent reaped it.
+    pub const KILLED: u32 = 4;
 }
 
 pub const STAT_COUNT: usize = 10;
@@ -72,6 +77,49 @@ pub mod stat {
         "captures cross-checked against a full walk",
         "cross-check mismatches",
     ];
+}
+
+/// [`Header::scan_state`] values.
+pub mod scan_state {
+    pub const NONE: u32 = 0;
+    /// Every thread was stopped and every root scanned.
+    pub const COMPLETE: u32 = 1;
+    /// Some threads did not stop (they block the stop signal): their stacks and
+    /// registers were not scanned, so some blocks may look lost that are not.
+    pub const PARTIAL: u32 = 2;
+}
+
+/// A block's class after a reachability scan, as Valgrind defines them.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LeakClass {
+    Unknown = 0,
+    /// No pointer to it anywhere.
+    Definite = 1,
+    /// Reachable only from lost blocks.
+    Indirect = 2,
+    /// Only pointers into its interior lead to it.
+    Possible = 3,
+    /// A pointer chain from a root (global, stack, register, TLS) leads to it.
+    Reachable = 4,
+}
+
+impl LeakClass {
+    pub fn from_u8(v: u8) -> LeakClass {
+        match v {
+            1 => LeakClass::Definite,
+            2 => LeakClass::Indirect,
+            3 => LeakClass::Possible,
+            4 => LeakClass::Reachable,
+            _ => LeakClass::Unknown,
+        }
+    }
+}
+
+/// One scanned block: address (low 48 bits) | class << 56.
+#[inline]
+pub fn scan_entry(addr: u64, class: LeakClass) -> u64 {
+    (addr & 0xffff_ffff_ffff) | ((class as u64) << 56)
 }
 
 /// Flags of a live entry (4 bits).
@@ -237,7 +285,18 @@ pub struct Header {
     pub _pad0: u32,
     /// Cost counters (see [`stat`]), summed from each thread when it ends.
     pub stats: [AtomicU64; STAT_COUNT],
-    pub _reserved: [u64; 6],
+    /// Result of the last reachability scan: `scan_count` [`ScanEntry`] words
+    /// at `scan_off`, written before `scan_state` is set.
+    pub scan_off: AtomicU64,
+    pub scan_count: AtomicU64,
+    /// [`scan_state`] of the last scan.
+    pub scan_state: AtomicU32,
+    /// Threads stopped for the scan (low 16 bits) and threads that did not stop (high 16 bits).
+    pub scan_threads: AtomicU32,
+    pub scan_ns: AtomicU64,
+    /// Scans completed so far (on-demand checks and the one at exit).
+    pub scan_seq: AtomicU64,
+    pub _reserved: [u64; 1],
     pub live: [LiveShard; SHARDS],
     pub stacks: [StackShard; SHARDS],
 }

@@ -2,7 +2,7 @@
 //! before symbolisation. Built from session files ([`crate::session`]) or
 //! decoded from a saved trace file ([`crate::codec`]).
 
-pub use crate::layout::{AllocKind, ReleaseKind};
+pub use crate::layout::{AllocKind, LeakClass, ReleaseKind};
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Trace {
@@ -43,6 +43,19 @@ pub struct ProcessTrace {
     /// Heap errors in the order they happened.
     pub errors: Vec<HeapError>,
     pub stats: Stats,
+    pub scan: Scan,
+}
+
+/// How the reachability scan at the end went.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Scan {
+    /// A [`crate::layout::scan_state`] value.
+    pub state: u32,
+    /// Scans completed (on-demand checks and the one at exit).
+    pub seq: u64,
+    pub threads_stopped: u32,
+    pub threads_not_stopped: u32,
+    pub nanos: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -74,6 +87,8 @@ pub struct Block {
     pub stack: u32,
     /// [`crate::layout::entry_flags`] bits.
     pub flags: u8,
+    /// From the reachability scan; `Unknown` when the process could not scan.
+    pub class: LeakClass,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 //! length is checked against the bytes actually present; a damaged part is
 //! skipped and reported through [`SessionRead::damage`], never a panic.
 
-use crate::layout::{self, entry_flags, AllocKind, ReleaseKind};
+use crate::layout::{self, entry_flags, AllocKind, LeakClass, ReleaseKind};
 use crate::model::*;
 use std::collections::HashMap;
 use std::fs::File;
@@ -43,6 +43,22 @@ pub fn session_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     }
     files.sort();
     Ok(files.into_iter().map(|(_, _, p)| p).collect())
+}
+
+/// (pid, scans completed) of a still-running process, from its session
+/// file's header alone: cheap enough to poll. None once it has ended.
+pub fn read_scan_seq(path: &Path) -> Option<(u32, u64)> {
+    let mut file = File::open(path).ok()?;
+    let mut bytes = vec![0u8; size_of::<layout::Header>()];
+    file.read_exact(&mut bytes).ok()?;
+    let v = View(&bytes);
+    if v.slice(0, 8) != Some(&layout::MAGIC[..]) {
+        return None;
+    }
+    if v.u32(offset_of!(layout::Header, state) as u64)? != layout::state::RUNNING {
+        return None;
+    }
+    Some((v.u32(offset_of!(layout::Header, pid) as u64)?, v.u64(offset_of!(layout::Header, scan_seq) as u64)?))
 }
 
 pub fn read_session_file(path: &Path) -> Result<SessionRead, String> {
@@ -120,10 +136,12 @@ fn parse(bytes: &[u8]) -> SessionRead {
                 continue;
             }
             let stack = stacks.map(e.stack(), &mut damage);
-            blocks.push(Block { addr: e.addr(), size: e.size(), kind: e.kind(), stack, flags: e.flags() });
+            let class = LeakClass::Unknown;
+            blocks.push(Block { addr: e.addr(), size: e.size(), kind: e.kind(), stack, flags: e.flags(), class });
         }
     }
     blocks.sort_by_key(|b| b.addr);
+    let scan = read_scan(&v, &mut blocks, &mut damage);
     let stats_at = offset_of!(layout::Header, stats) as u64;
     stats.preload = (0..layout::STAT_COUNT as u64).map(|i| v.u64(stats_at + 8 * i).unwrap_or(0)).collect();
 
@@ -133,6 +151,8 @@ fn parse(bytes: &[u8]) -> SessionRead {
         // i32::MIN: exit handlers ran but the status was not seen (return from main).
         layout::state::EXITED if exit_code != i32::MIN => Ending::Exited(exit_code),
         layout::state::EXECED => Ending::Execed,
+        layout::state::QUICK_EXIT => Ending::Exited(exit_code),
+        layout::state::KILLED => Ending::Signaled(exit_code),
         _ => Ending::Unknown,
     };
     SessionRead {
@@ -149,10 +169,43 @@ fn parse(bytes: &[u8]) -> SessionRead {
             blocks,
             errors,
             stats,
+            scan,
         },
         state,
         damage,
     }
+}
+
+/// The classes found by the last reachability scan, applied to `blocks` (sorted by address).
+fn read_scan(v: &View, blocks: &mut [Block], damage: &mut Vec<String>) -> Scan {
+    let h32 = |field: usize| v.u32(field as u64).unwrap_or(0);
+    let h64 = |field: usize| v.u64(field as u64).unwrap_or(0);
+    let state = h32(offset_of!(layout::Header, scan_state));
+    if state == layout::scan_state::NONE {
+        return Scan::default();
+    }
+    let threads = h32(offset_of!(layout::Header, scan_threads));
+    let scan = Scan {
+        state,
+        seq: h64(offset_of!(layout::Header, scan_seq)),
+        threads_stopped: threads & 0xffff,
+        threads_not_stopped: threads >> 16,
+        nanos: h64(offset_of!(layout::Header, scan_ns)),
+    };
+    let off = h64(offset_of!(layout::Header, scan_off));
+    let count = h64(offset_of!(layout::Header, scan_count));
+    let Some(entries) = v.slice(off, count.saturating_mul(8)) else {
+        damage.push("reachability results lie outside the file".into());
+        return scan;
+    };
+    for e in entries.chunks_exact(8) {
+        let e = u64::from_le_bytes(e.try_into().unwrap());
+        let addr = e & 0xffff_ffff_ffff;
+        if let Ok(i) = blocks.binary_search_by_key(&addr, |b| b.addr) {
+            blocks[i].class = LeakClass::from_u8((e >> 56) as u8);
+        }
+    }
+    scan
 }
 
 fn read_modules(v: &View, head: u64, damage: &mut Vec<String>) -> Vec<Module> {

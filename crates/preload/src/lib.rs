@@ -8,7 +8,9 @@
 
 mod bootstrap;
 mod capture;
+mod check;
 mod entry;
+mod endings;
 mod errors;
 mod hooks;
 mod hooks_cxx;
@@ -18,6 +20,7 @@ mod live;
 mod modules;
 mod notice;
 mod real;
+mod scan;
 mod session;
 mod spin;
 mod stacks;

@@ -11,8 +11,13 @@ pub const ACTIVE: u32 = 2;
 pub const PASSTHROUGH: u32 = 3;
 
 pub static STATE: AtomicU32 = AtomicU32::new(UNINIT);
+/// Live-entry flags of blocks that are never the program's leaks.
+pub const UNREPORTED_FLAGS: u8 =
+    layout::entry_flags::INTERNAL | layout::entry_flags::INHERITED | layout::entry_flags::IGNORED;
 /// Record a stack for every free (to show where a double-freed block was first freed).
 pub static FREE_STACKS: AtomicBool = AtomicBool::new(true);
+/// Classify the blocks still live at exit (LEAKSCOPE_SCAN=0 turns it off).
+pub static SCAN_AT_EXIT: AtomicBool = AtomicBool::new(true);
 /// Test mode: redo every stack walk from scratch and count differences.
 pub static CHECK_WALKS: AtomicBool = AtomicBool::new(false);
 
@@ -20,7 +25,7 @@ pub static CHECK_WALKS: AtomicBool = AtomicBool::new(false);
 static mut SESSION_DIR: [u8; 1024] = [0; 1024];
 static mut SESSION_DIR_LEN: usize = 0;
 
-fn session_dir() -> &'static [u8] {
+pub(crate) fn session_dir() -> &'static [u8] {
     unsafe { &(&*core::ptr::addr_of!(SESSION_DIR))[..SESSION_DIR_LEN] }
 }
 
@@ -104,6 +109,18 @@ pub fn ensure_init() {
     if !free_stacks.is_null() && unsafe { *free_stacks } == b'0' as libc::c_char {
         FREE_STACKS.store(false, Ordering::Relaxed);
     }
+    let scan = unsafe { libc::getenv(c"LEAKSCOPE_SCAN".as_ptr()) };
+    if !scan.is_null() && unsafe { *scan } == b'0' as libc::c_char {
+        SCAN_AT_EXIT.store(false, Ordering::Relaxed);
+    }
+    let debug_scan = unsafe { libc::getenv(c"LEAKSCOPE_DEBUG_SCAN".as_ptr()) };
+    if !debug_scan.is_null() && unsafe { *debug_scan } == b'1' as libc::c_char {
+        crate::scan::DEBUG.store(true, Ordering::Relaxed);
+    }
+    let check_signal = unsafe { libc::getenv(c"LEAKSCOPE_CHECK_SIGNAL".as_ptr()) };
+    let check_signal = (!check_signal.is_null())
+        .then(|| unsafe { libc::atoi(check_signal) })
+        .filter(|&s| s > 0 && s < 65);
     let check = unsafe { libc::getenv(c"LEAKSCOPE_CHECK_WALKS".as_ptr()) };
     if !check.is_null() && unsafe { *check } == b'1' as libc::c_char {
         CHECK_WALKS.store(true, Ordering::Relaxed);
@@ -114,6 +131,7 @@ pub fn ensure_init() {
         return;
     }
     unsafe { (*session::at::<layout::Header>(0)).exit_code.store(i32::MIN, Ordering::Relaxed) };
+    crate::endings::mark_replaced_image();
     thread::init_key();
     modules::refresh_if_changed();
     let (lo, hi) = modules::self_range();
@@ -125,16 +143,30 @@ pub fn ensure_init() {
     STATE.store(ACTIVE, Ordering::Release);
     // These may allocate; now that we are active, such blocks are recorded as internal.
     unsafe {
-        libc::atexit(at_exit);
+        on_exit(at_exit, core::ptr::null_mut());
         libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child));
     }
+    if let Some(signal) = check_signal {
+        crate::check::start_on_signal(signal);
+    }
+}
+
+extern "C" {
+    /// Like atexit (same list, same order), but the handler gets the exit status.
+    fn on_exit(f: extern "C" fn(libc::c_int, *mut libc::c_void), arg: *mut libc::c_void) -> libc::c_int;
 }
 
 /// Registered first, so it runs last among the exit handlers (after the
 /// program's and after `_dl_fini`'s destructors).
-extern "C" fn at_exit() {
+extern "C" fn at_exit(status: libc::c_int, _arg: *mut libc::c_void) {
+    // The status given to exit() or returned from main.
+    session::header().exit_code.store(status, Ordering::Relaxed);
+    let caller = crate::scan::Caller::here();
     let Some(_g) = thread::enter() else { return };
     free_runtime_caches();
+    if SCAN_AT_EXIT.load(Ordering::Relaxed) {
+        crate::scan::scan(&caller);
+    }
     thread::flush_current_stats();
     let h = session::header();
     session::set_end_time();
@@ -169,6 +201,12 @@ pub unsafe extern "C" fn exit(status: libc::c_int) -> ! {
 }
 
 static FORK_LOCK: AtomicU32 = AtomicU32::new(0);
+/// The child copies the parent's session file through the mapping it shares
+/// with the parent, so the parent must keep every lock (and change nothing)
+/// until the copy is done: the child writes a byte on this pipe then, and the
+/// parent waits for it (or for end-of-file, if the child died first).
+/// Guarded by FORK_LOCK.
+static mut FORK_PIPE: [libc::c_int; 2] = [-1, -1];
 
 extern "C" fn fork_prepare() {
     if STATE.load(Ordering::Acquire) != ACTIVE {
@@ -178,11 +216,29 @@ extern "C" fn fork_prepare() {
     modules::lock_refresh();
     live::lock_all();
     stacks::lock_all();
+    unsafe {
+        let fds = &mut *core::ptr::addr_of_mut!(FORK_PIPE);
+        if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
+            *fds = [-1, -1];
+        }
+    }
 }
 
 extern "C" fn fork_parent() {
     if STATE.load(Ordering::Acquire) != ACTIVE {
         return;
+    }
+    unsafe {
+        let fds = &mut *core::ptr::addr_of_mut!(FORK_PIPE);
+        if fds[0] >= 0 {
+            libc::close(fds[1]);
+            let mut byte = 0u8;
+            while libc::read(fds[0], (&mut byte as *mut u8).cast(), 1) < 0
+                && *libc::__errno_location() == libc::EINTR
+            {}
+            libc::close(fds[0]);
+            *fds = [-1, -1];
+        }
     }
     stacks::unlock_all();
     live::unlock_all();
@@ -204,5 +260,14 @@ extern "C" fn fork_child() {
         STATE.store(PASSTHROUGH, Ordering::Release);
     }
     modules::unlock_refresh();
+    unsafe {
+        let fds = &mut *core::ptr::addr_of_mut!(FORK_PIPE);
+        if fds[0] >= 0 {
+            libc::close(fds[0]);
+            libc::write(fds[1], b"c".as_ptr().cast(), 1);
+            libc::close(fds[1]);
+            *fds = [-1, -1];
+        }
+    }
     spin::release_raw(&FORK_LOCK);
 }

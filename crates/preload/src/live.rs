@@ -272,3 +272,20 @@ pub fn mark_all_inherited() {
         }
     }
 }
+
+/// Visit every live entry; the caller holds every shard lock (see `lock_all`).
+pub fn for_each_locked(mut f: impl FnMut(&LiveEntry)) {
+    for i in 0..layout::SHARDS {
+        let s = shard(i);
+        if s.table_off.load(Ordering::Relaxed) == 0 {
+            continue;
+        }
+        let (t, cap) = table(s);
+        for j in 0..cap {
+            let e = unsafe { &*t.add(j as usize) };
+            if !e.is_empty() {
+                f(e);
+            }
+        }
+    }
+}

@@ -254,8 +254,10 @@ pub fn fork_child_copy(dir: &[u8]) -> bool {
     }
     let h = at::<Header>(0);
     unsafe {
+        // The copied header still names the parent (getppid() would not, once
+        // a parent that exits right after fork is gone).
+        (*h).ppid = (*h).pid;
         (*h).pid = pid;
-        (*h).ppid = libc::getppid() as u32;
         (*h).exec_index = exec_index;
         (*h).start_ns = now_ns();
         (*h).errors_head.store(0, Ordering::Relaxed);

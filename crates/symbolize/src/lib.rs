@@ -301,7 +301,7 @@ fn convert(sym: &Sym<'_>) -> (Rank, Vec<SymFrame>) {
 /// whose DWARF linkage name is `__GI_<name>`; users know them as `<name>`.
 /// Mangled names (`_Z…` Itanium C++ and legacy Rust, `_R…` Rust v0) are
 /// demangled; any other name is a plain C name and kept as it is.
-fn clean_name(name: &str) -> String {
+pub fn clean_name(name: &str) -> String {
     if let Some(rest) = name.strip_prefix("__GI_").filter(|r| !r.is_empty()) {
         return rest.to_string();
     }
