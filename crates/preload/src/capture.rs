@@ -18,7 +18,7 @@
 
 use crate::modules::{self, Known};
 use crate::stacks;
-use crate::thread::{self, UnwindCache};
+use crate::thread::{self, UnwindCaches};
 use framehop::x86_64::UnwindRegsX86_64;
 use framehop::{FrameAddress, Unwinder};
 use leakscope_format::layout::{finish_hash, hash_frames, hash_step, stat, HASH_SEED, MAX_FRAMES, NO_STACK};
@@ -156,7 +156,7 @@ fn walk(
     regs: &Regs,
     w: &mut Walk,
     fresh: &mut Walk,
-    cache: &mut UnwindCache,
+    cache: &mut UnwindCaches,
     stack_hi: u64,
 ) -> (usize, bool) {
     let Regs { ret, sp, bp } = *regs;
@@ -219,7 +219,8 @@ fn walk(
                 Err(())
             }
         };
-        let result = unwinder.unwind_frame(address, &mut regs, cache, &mut read_stack);
+        let result =
+            unwinder.unwind_frame(address, &mut regs, cache.for_address(address.address()), &mut read_stack);
         fresh.nreads[i] = nreads;
         // Frame-pointer rules set sp = bp + 16; any other rule ignores the incoming bp.
         fresh.needs_bp[i] = regs.sp() == fresh.bp[i].wrapping_add(16);

@@ -426,7 +426,7 @@ fn own_stack_roots(c: &Caller, stack_hi: u64) -> (u64, Vec<(u64, u64)>) {
     for _ in 0..16 {
         use framehop::Unwinder;
         let here = address.address_for_lookup();
-        let Ok(Some(ra)) = known.unwinder.unwind_frame(address, &mut regs, &mut extra.unwind_cache, &mut read) else {
+        let Ok(Some(ra)) = known.unwinder.unwind_frame(address, &mut regs, extra.unwind_cache.for_address(here), &mut read) else {
             break;
         };
         // regs.sp() is now this frame's CFA: its return address sits just below.

@@ -20,8 +20,24 @@ pub const RECENT_STACKS: usize = 256;
 /// freed by a pthread key destructor when the thread exits.
 pub type UnwindCache = CacheX86_64<MustNotAllocateDuringUnwind>;
 
+/// framehop's rule cache is direct-mapped with 509 slots, too few for a big
+/// program (cc1, python): every miss re-parses DWARF CFI. Several caches,
+/// chosen by a hash of the address, make it 4x larger.
+pub struct UnwindCaches([UnwindCache; 4]);
+
+impl UnwindCaches {
+    fn new() -> UnwindCaches {
+        UnwindCaches([CacheX86_64::new_in(), CacheX86_64::new_in(), CacheX86_64::new_in(), CacheX86_64::new_in()])
+    }
+    #[inline]
+    pub fn for_address(&mut self, addr: u64) -> &mut UnwindCache {
+        // Not the address modulo 509 that picks the slot inside a cache.
+        &mut self.0[((addr >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 62) as usize]
+    }
+}
+
 pub struct ThreadExtra {
-    pub unwind_cache: UnwindCache,
+    pub unwind_cache: UnwindCaches,
     /// Top of this thread's stack: stack reads are bounded by [sp, stack_hi).
     pub stack_hi: u64,
     /// Direct-mapped cache of recently interned stacks: hash -> stack id.
@@ -94,7 +110,7 @@ pub struct CaptureParts<'a> {
     pub scratch: &'a mut crate::capture::Walk,
     pub check: &'a mut Option<Box<crate::capture::Walk>>,
     pub refresh: &'a mut RefreshBackoff,
-    pub cache: &'a mut UnwindCache,
+    pub cache: &'a mut UnwindCaches,
     pub recent: &'a mut [(u64, u32); RECENT_STACKS],
     pub stats: &'a mut [u64; layout::STAT_COUNT],
     pub stack_hi: u64,
@@ -169,7 +185,7 @@ pub fn extra() -> Option<&'static mut ThreadExtra> {
     }
     let hi = stack_bounds();
     let b = Box::new(ThreadExtra {
-        unwind_cache: CacheX86_64::new_in(),
+        unwind_cache: UnwindCaches::new(),
         stack_hi: hi,
         recent: [(0, 0); RECENT_STACKS],
         stats: [0; layout::STAT_COUNT],
