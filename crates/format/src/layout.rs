@@ -299,6 +299,9 @@ pub struct Header {
     pub _reserved: [u64; 1],
     pub live: [LiveShard; SHARDS],
     pub stacks: [StackShard; SHARDS],
+    /// Memory mappings and shared-memory objects (appended after the first
+    /// layout: a file whose `header_size` does not cover it has none).
+    pub maps: MapTable,
 }
 
 #[repr(C, align(64))]
@@ -397,7 +400,8 @@ pub struct FreedEntry {
 }
 
 /// Header of a stack in the store; `len` return addresses follow it,
-/// innermost first. The stack id is (offset of this header) / 8.
+/// OUTERMOST first (the order stack walks keep them in). The stack id is
+/// (offset of this header) / 8.
 #[repr(C)]
 pub struct StackRecord {
     pub hash: u64,
@@ -449,6 +453,133 @@ pub struct ErrorRecord {
     pub _pad: u32,
 }
 
+/// Kinds of mapped region ([`RegionRecord::kind`]).
+pub mod map_kind {
+    /// `mmap(MAP_SHARED | MAP_ANONYMOUS)`.
+    pub const ANON_SHARED: u8 = 1;
+    /// `mmap(MAP_SHARED)` of `/dev/zero`.
+    pub const DEV_ZERO: u8 = 2;
+    /// `mmap(MAP_SHARED)` of any other file (including memfd and POSIX shm objects).
+    pub const FILE_SHARED: u8 = 3;
+    /// `mmap(MAP_PRIVATE | MAP_ANONYMOUS)` (or private `/dev/zero`).
+    pub const ANON_PRIVATE: u8 = 4;
+    /// `mmap(MAP_PRIVATE)` of a file.
+    pub const FILE_PRIVATE: u8 = 5;
+    /// A SysV segment attached with `shmat`.
+    pub const SHMAT: u8 = 6;
+}
+
+/// Flags of a mapped region ([`RegionRecord::flags`]).
+pub mod region_flags {
+    /// Mapped in the parent before fork(): the creator is `creator_pid`.
+    pub const INHERITED: u8 = 1;
+}
+
+/// Kinds of [`ShmEvent`].
+pub mod shm_event {
+    /// shmget(IPC_CREAT) that created the segment (`key`, `shmid`, `size`).
+    pub const SYSV_CREATE: u8 = 1;
+    /// shmctl(IPC_RMID) that succeeded (`shmid`).
+    pub const SYSV_REMOVE: u8 = 2;
+    /// shm_open(O_CREAT) that created the object (`name`, `dev`, `ino`).
+    pub const POSIX_CREATE: u8 = 3;
+    /// shm_unlink that succeeded (`name`).
+    pub const POSIX_UNLINK: u8 = 4;
+    /// memfd_create (`name`, `dev`, `ino`).
+    pub const MEMFD_CREATE: u8 = 5;
+    /// Part of a region inherited at fork was unmapped (or replaced) here:
+    /// `origin_pid`/`origin_serial` name the region, `addr`/`size` the part.
+    pub const INHERITED_UNMAP: u8 = 6;
+}
+
+/// The mapping table and the shared-memory event log, under one lock
+/// (mapping calls are rare next to malloc).
+#[repr(C, align(64))]
+pub struct MapTable {
+    pub lock: AtomicU32,
+    pub _pad: u32,
+    /// Offset of `capacity` [`RegionRecord`] slots, the first `len` in use:
+    /// non-overlapping regions sorted by *descending* start address (mmap
+    /// hands out addresses top-down, so new regions usually go at the end).
+    pub table_off: AtomicU64,
+    pub capacity: AtomicU64,
+    pub len: AtomicU64,
+    /// Offset of `events_cap` [`ShmEvent`] slots, the first `events_len` written.
+    pub events_off: AtomicU64,
+    pub events_cap: AtomicU64,
+    pub events_len: AtomicU64,
+    /// Events below this index were copied from the parent at fork (not this process's).
+    pub events_inherited: AtomicU64,
+    /// Regions created so far by this process (each region's `serial`).
+    pub serial: AtomicU64,
+    /// Mapping calls seen (mmap, mremap, shmat) and unmapping calls (munmap, shmdt).
+    pub maps: AtomicU64,
+    pub unmaps: AtomicU64,
+    pub _reserved: [u64; 5],
+}
+
+/// One mapped region of the program's.
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct RegionRecord {
+    pub start: u64,
+    pub len: u64,
+    /// Offset in the mapped file.
+    pub file_offset: u64,
+    /// Device and inode of the mapped file (0 for anonymous memory).
+    pub dev: u64,
+    pub ino: u64,
+    /// Offset of the mapped file's path (from /proc/self/fd), 0 = none.
+    pub name_off: u64,
+    pub name_len: u32,
+    pub stack: u32,
+    /// The process that created the region, and its number there: together
+    /// they name it across fork.
+    pub creator_pid: u32,
+    pub serial: u32,
+    /// SysV attachments: the segment.
+    pub shmid: i32,
+    pub key: i32,
+    /// [`map_kind`] value.
+    pub kind: u8,
+    /// [`region_flags`] bits.
+    pub flags: u8,
+    /// PROT_READ | PROT_WRITE | PROT_EXEC bits at creation.
+    pub prot: u8,
+    pub _pad: u8,
+    pub _pad2: u32,
+}
+
+impl RegionRecord {
+    #[inline]
+    pub fn end(&self) -> u64 {
+        self.start.saturating_add(self.len)
+    }
+}
+
+/// Something that happened to a shared-memory object (see [`shm_event`]).
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct ShmEvent {
+    /// From [`Header::event_seq`].
+    pub seq: u64,
+    pub size: u64,
+    pub addr: u64,
+    pub dev: u64,
+    pub ino: u64,
+    pub name_off: u64,
+    pub name_len: u32,
+    pub stack: u32,
+    /// The process the event happened in.
+    pub pid: u32,
+    pub origin_pid: u32,
+    pub origin_serial: u32,
+    pub key: i32,
+    pub shmid: i32,
+    pub what: u8,
+    pub _pad: [u8; 3],
+}
+
 /// Multiplicative hash of a block address, spread over the full 64 bits.
 #[inline]
 pub fn hash_addr(addr: u64) -> u64 {
@@ -463,10 +594,10 @@ pub fn live_shard_of(hash: u64) -> usize {
 
 /// Hash of a stack (its return addresses).
 #[inline]
-/// Frames are hashed from the outermost inwards, so a stack walk that reuses
-/// its outer frames can reuse their partial hashes too ([`hash_step`]).
-pub fn hash_frames(frames: &[u64]) -> u64 {
-    finish_hash(frames.iter().rev().fold(HASH_SEED, |h, &f| hash_step(h, f)))
+/// Hash of a stack given outermost frame first: a stack walk that reuses its
+/// outer frames reuses their partial hashes too ([`hash_step`]).
+pub fn hash_frames(outermost_first: &[u64]) -> u64 {
+    finish_hash(outermost_first.iter().fold(HASH_SEED, |h, &f| hash_step(h, f)))
 }
 
 pub const HASH_SEED: u64 = 0xcbf2_9ce4_8422_2325;
@@ -508,6 +639,9 @@ mod tests {
         assert_eq!(core::mem::size_of::<LiveShard>(), 64);
         assert_eq!(core::mem::size_of::<StackShard>(), 64);
         assert_eq!(core::mem::size_of::<FreedEntry>(), 32);
+        assert_eq!(core::mem::size_of::<MapTable>(), 128);
+        assert_eq!(core::mem::size_of::<RegionRecord>(), 80);
+        assert_eq!(core::mem::size_of::<ShmEvent>(), 80);
     }
 
     #[test]

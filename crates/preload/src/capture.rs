@@ -30,23 +30,44 @@ const WALK_FRAMES: usize = MAX_FRAMES + 16;
 const READS: usize = 2;
 const TOO_MANY_READS: u8 = u8::MAX;
 
-/// One stack walk, innermost frame first.
+/// Per-frame data of a walk. In [`Walk`] frames are kept OUTERMOST FIRST, so a
+/// new walk that shares the outer part only rewrites the inner end (no
+/// shifting); [`Fresh`] holds a walk's new frames innermost first, as found.
+#[derive(Clone, Copy)]
+struct Frame {
+    addr: u64,
+    sp: u64,
+    bp: u64,
+    /// The unwinding step from this frame to its caller used bp (frame-pointer rule).
+    uses_bp: bool,
+    /// Stack words read by that step.
+    nreads: u8,
+    read_addr: [u64; READS],
+    read_val: [u64; READS],
+}
+
+const EMPTY_FRAME: Frame =
+    Frame { addr: 0, sp: 0, bp: 0, uses_bp: true, nreads: 0, read_addr: [0; READS], read_val: [0; READS] };
+
+/// A thread's previous walk, outermost frame first.
 pub struct Walk {
     unwinder: usize,
     n: usize,
     complete: bool,
     reusable: bool,
-    addr: [u64; WALK_FRAMES],
-    sp: [u64; WALK_FRAMES],
-    bp: [u64; WALK_FRAMES],
-    /// Whether the walk from frame i outwards depends on bp's value at frame i.
+    frames: [Frame; WALK_FRAMES],
+    /// Whether the walk from frame j outwards depends on bp's value at frame j:
+    /// frame j uses it, or passes it unchanged to an outer frame that needs it.
     needs_bp: [bool; WALK_FRAMES],
-    /// Stack words read while unwinding from frame i to frame i + 1.
-    nreads: [u8; WALK_FRAMES],
-    read_addr: [[u64; READS]; WALK_FRAMES],
-    read_val: [[u64; READS]; WALK_FRAMES],
-    /// Hash of frames i..n (see `layout::hash_step`).
-    suffix_hash: [u64; WALK_FRAMES + 1],
+    /// `prefix_hash[j]` hashes frames 0..j (see `layout::hash_step`).
+    prefix_hash: [u64; WALK_FRAMES + 1],
+    /// Frame addresses alone, outermost first: what is interned.
+    addrs: [u64; WALK_FRAMES],
+}
+
+/// New inner frames of a walk, innermost first.
+pub struct Fresh {
+    frames: [Frame; WALK_FRAMES],
 }
 
 impl Walk {
@@ -56,15 +77,17 @@ impl Walk {
             n: 0,
             complete: false,
             reusable: false,
-            addr: [0; WALK_FRAMES],
-            sp: [0; WALK_FRAMES],
-            bp: [0; WALK_FRAMES],
+            frames: [EMPTY_FRAME; WALK_FRAMES],
             needs_bp: [true; WALK_FRAMES],
-            nreads: [0; WALK_FRAMES],
-            read_addr: [[0; READS]; WALK_FRAMES],
-            read_val: [[0; READS]; WALK_FRAMES],
-            suffix_hash: [0; WALK_FRAMES + 1],
+            prefix_hash: [HASH_SEED; WALK_FRAMES + 1],
+            addrs: [0; WALK_FRAMES],
         }
+    }
+}
+
+impl Fresh {
+    pub fn new() -> Fresh {
+        Fresh { frames: [EMPTY_FRAME; WALK_FRAMES] }
     }
 }
 
@@ -111,19 +134,14 @@ pub fn current_stack(regs: &Regs) -> u32 {
         }
     }
     let w = &*p.walk;
-    // Entry trampolines leave no frame of ours; this only guards against a
-    // hook being reached through another of leakscope's functions.
-    let first = (0..w.n).find(|&i| !modules::is_self(w.addr[i])).unwrap_or(w.n);
-    let end = w.n.min(first + MAX_FRAMES);
-    let frames = &w.addr[first..end];
-    let hash = if end == w.n { finish_hash(w.suffix_hash[first]) } else { hash_frames(frames) };
+    let (frames, hash) = program_frames(w);
     if let Some(check) = p.check.as_deref_mut() {
         // Test mode: the reused walk must equal a walk made from scratch.
         check.reusable = false;
         walk(known, regs, check, p.scratch, p.cache, p.stack_hi);
-        let full = &check.addr[first.min(check.n)..check.n.min(first + MAX_FRAMES)];
+        let (full, full_hash) = program_frames(check);
         p.stats[stat::WALKS_CHECKED] += 1;
-        if full != frames || hash != hash_frames(frames) {
+        if full != frames || hash != full_hash || hash != hash_frames(frames) {
             p.stats[stat::WALK_MISMATCHES] += 1;
         }
     }
@@ -137,8 +155,24 @@ pub fn current_stack(regs: &Regs) -> u32 {
     }
     if captures % 4096 == 4095 {
         extra.flush_stats();
+        extra.unwind_cache.grow_if_missing();
     }
     id
+}
+
+/// The frames to intern (outermost first, at most MAX_FRAMES innermost ones)
+/// and their hash. Entry trampolines leave no frame of leakscope's; cutting
+/// them only guards against a hook reached through another of its functions.
+fn program_frames(w: &Walk) -> (&[u64], u64) {
+    let mut end = w.n;
+    while end > 0 && modules::is_self(w.addrs[end - 1]) {
+        end -= 1;
+    }
+    if end > MAX_FRAMES {
+        let frames = &w.addrs[end - MAX_FRAMES..end];
+        return (frames, hash_frames(frames));
+    }
+    (&w.addrs[..end], finish_hash(w.prefix_hash[end]))
 }
 
 fn now_ns() -> u64 {
@@ -148,14 +182,14 @@ fn now_ns() -> u64 {
 }
 
 /// Walk the stack from `regs` outwards, updating `w` (the previous walk) in
-/// place; new inner frames are built in `fresh` first. Returns the number of
+/// place; new inner frames are found into `fresh` first. Returns the number of
 /// frames unwound (the others were reused), and whether one of them was in
 /// code outside every known module.
 fn walk(
     known: &Known,
     regs: &Regs,
     w: &mut Walk,
-    fresh: &mut Walk,
+    fresh: &mut Fresh,
     cache: &mut UnwindCaches,
     stack_hi: u64,
 ) -> (usize, bool) {
@@ -165,7 +199,6 @@ fn walk(
     let mut unknown_code = false;
     let Some(first) = FrameAddress::from_return_address(ret) else {
         w.n = 0;
-        w.suffix_hash[0] = HASH_SEED;
         w.reusable = false;
         return (0, false);
     };
@@ -173,43 +206,43 @@ fn walk(
     let lo = sp;
     let mut regs = UnwindRegsX86_64::new(ret, sp, bp);
     let mut address = first;
-    let mut k = 0usize;
-    let mut n = 0usize;
+    // The previous walk's frame that could match next, searched from its inner end.
+    let mut k = w.n;
+    let mut i = 0usize;
     let mut complete = false;
     loop {
-        if n == WALK_FRAMES {
+        if i == WALK_FRAMES {
             complete = true;
             break;
         }
-        let i = n;
-        fresh.addr[i] = address.address();
+        let f = &mut fresh.frames[i];
+        f.addr = address.address();
+        f.sp = regs.sp();
+        f.bp = regs.bp();
         unknown_code |= !known.contains(address.address_for_lookup());
-        fresh.sp[i] = regs.sp();
-        fresh.bp[i] = regs.bp();
-        n += 1;
 
         if reuse {
-            while k < w.n && w.sp[k] < regs.sp() {
-                k += 1;
+            while k > 0 && w.frames[k - 1].sp < f.sp {
+                k -= 1;
             }
-            if k < w.n
-                && w.sp[k] == regs.sp()
-                && w.addr[k] == fresh.addr[i]
-                && (!w.needs_bp[k] || w.bp[k] == regs.bp())
-                && outer_words_unchanged(w, k)
-            {
-                splice(w, fresh, i, k);
-                return (i, unknown_code);
+            if k > 0 {
+                let o = &w.frames[k - 1];
+                if o.sp == f.sp && o.addr == f.addr && (!w.needs_bp[k - 1] || o.bp == f.bp) && outer_words_unchanged(w, k - 1)
+                {
+                    splice(w, fresh, i, k - 1);
+                    return (i, unknown_code);
+                }
             }
         }
 
+        let f = &mut fresh.frames[i];
         let mut nreads = 0u8;
         let mut read_stack = |a: u64| {
             if a >= lo && a % 8 == 0 && a.checked_add(8).is_some_and(|end| end <= stack_hi) {
                 let v = unsafe { *(a as *const u64) };
                 if (nreads as usize) < READS {
-                    fresh.read_addr[i][nreads as usize] = a;
-                    fresh.read_val[i][nreads as usize] = v;
+                    f.read_addr[nreads as usize] = a;
+                    f.read_val[nreads as usize] = v;
                     nreads += 1;
                 } else {
                     nreads = TOO_MANY_READS;
@@ -219,11 +252,11 @@ fn walk(
                 Err(())
             }
         };
-        let result =
-            unwinder.unwind_frame(address, &mut regs, cache.for_address(address.address()), &mut read_stack);
-        fresh.nreads[i] = nreads;
+        let result = unwinder.unwind_frame(address, &mut regs, cache.for_address(f.addr), &mut read_stack);
+        f.nreads = nreads;
         // Frame-pointer rules set sp = bp + 16; any other rule ignores the incoming bp.
-        fresh.needs_bp[i] = regs.sp() == fresh.bp[i].wrapping_add(16);
+        f.uses_bp = regs.sp() == f.bp.wrapping_add(16);
+        i += 1;
         match result {
             Ok(Some(ra)) => match FrameAddress::from_return_address(ra) {
                 Some(next) => address = next,
@@ -236,89 +269,62 @@ fn walk(
             Err(_) => break,
         }
     }
-    // No frame in common with the previous walk: take the fresh one whole.
+    // Nothing in common with the previous walk: the fresh frames are the whole walk.
     w.unwinder = unwinder_id;
-    w.n = n;
     w.complete = complete;
     w.reusable = true;
-    w.addr[..n].copy_from_slice(&fresh.addr[..n]);
-    w.sp[..n].copy_from_slice(&fresh.sp[..n]);
-    w.bp[..n].copy_from_slice(&fresh.bp[..n]);
-    w.needs_bp[..n].copy_from_slice(&fresh.needs_bp[..n]);
-    w.nreads[..n].copy_from_slice(&fresh.nreads[..n]);
-    w.read_addr[..n].copy_from_slice(&fresh.read_addr[..n]);
-    w.read_val[..n].copy_from_slice(&fresh.read_val[..n]);
-    // The outermost frame's rule is unknown beyond it: be strict there.
-    if n > 0 {
-        w.needs_bp[n - 1] = true;
-        w.suffix_hash[n - 1] = hash_step(HASH_SEED, w.addr[n - 1]);
-        finish_inner_frames(w, n - 1);
+    w.n = 0;
+    append_inner_frames(w, fresh, i);
+    if i > 0 {
+        // The outermost frame's rule is unknown beyond it: be strict there.
+        w.needs_bp[0] = true;
+        for j in 1..w.n {
+            w.needs_bp[j] = w.frames[j].uses_bp || (w.frames[j - 1].bp == w.frames[j].bp && w.needs_bp[j - 1]);
+        }
     }
-    w.suffix_hash[n] = HASH_SEED;
-    (n, unknown_code)
+    (i, unknown_code)
 }
 
-/// Whether every stack word the previous walk read from frame `k` on still holds.
+/// Whether every stack word the previous walk read from its frame `j`
+/// outwards (frames j, j-1, ..., 0) still holds.
 #[inline]
-fn outer_words_unchanged(w: &Walk, k: usize) -> bool {
-    (k..w.n).all(|j| {
-        let n = w.nreads[j];
-        n != TOO_MANY_READS
-            && (0..n as usize).all(|r| unsafe { *(w.read_addr[j][r] as *const u64) } == w.read_val[j][r])
+fn outer_words_unchanged(w: &Walk, j: usize) -> bool {
+    w.frames[..=j].iter().all(|f| {
+        f.nreads != TOO_MANY_READS
+            && (0..f.nreads as usize).all(|r| unsafe { *(f.read_addr[r] as *const u64) } == f.read_val[r])
     })
 }
 
-/// The new walk is `fresh[0..i]` followed by the previous walk's frames from
-/// `k` on (frame `k` being the same frame as the new frame `i`).
-fn splice(w: &mut Walk, fresh: &Walk, i: usize, k: usize) {
-    let old_n = w.n;
-    let tail = (old_n - k).min(WALK_FRAMES - i);
-    if i != k {
-        w.addr.copy_within(k..k + tail, i);
-        w.sp.copy_within(k..k + tail, i);
-        w.bp.copy_within(k..k + tail, i);
-        w.needs_bp.copy_within(k..k + tail, i);
-        w.nreads.copy_within(k..k + tail, i);
-        w.read_addr.copy_within(k..k + tail, i);
-        w.read_val.copy_within(k..k + tail, i);
-        w.suffix_hash.copy_within(k..k + tail, i);
-    }
-    w.n = i + tail;
-    if tail < old_n - k {
-        // Cut at WALK_FRAMES: the outer hashes no longer end where they did.
-        w.suffix_hash[w.n] = HASH_SEED;
-        for j in (i..w.n).rev() {
-            w.suffix_hash[j] = hash_step(w.suffix_hash[j + 1], w.addr[j]);
-        }
-    } else {
-        w.suffix_hash[w.n] = HASH_SEED;
-    }
+/// The new walk is the previous walk's frames 0..=j (frame j being the same
+/// frame as the new `fresh.frames[i]`) followed by `fresh.frames[..i]`.
+fn splice(w: &mut Walk, fresh: &Fresh, i: usize, j: usize) {
     // bp flows on unchanged to outer frames where it did before: give them today's value.
-    let mut old_prev = w.bp[i];
-    w.bp[i] = fresh.bp[i];
-    for j in i + 1..w.n {
-        let old = w.bp[j];
-        if old != old_prev {
+    let new_bp = fresh.frames[i].bp;
+    let mut old = w.frames[j].bp;
+    w.frames[j].bp = new_bp;
+    for o in (0..j).rev() {
+        if w.frames[o].bp != old {
             break;
         }
-        w.bp[j] = w.bp[j - 1];
-        old_prev = old;
+        old = w.frames[o].bp;
+        w.frames[o].bp = new_bp;
     }
-    w.addr[..i].copy_from_slice(&fresh.addr[..i]);
-    w.sp[..i].copy_from_slice(&fresh.sp[..i]);
-    w.bp[..i].copy_from_slice(&fresh.bp[..i]);
-    w.needs_bp[..i].copy_from_slice(&fresh.needs_bp[..i]);
-    w.nreads[..i].copy_from_slice(&fresh.nreads[..i]);
-    w.read_addr[..i].copy_from_slice(&fresh.read_addr[..i]);
-    w.read_val[..i].copy_from_slice(&fresh.read_val[..i]);
-    finish_inner_frames(w, i);
+    w.n = j + 1;
+    append_inner_frames(w, fresh, i);
 }
 
-/// Complete bp needs and suffix hashes of the new inner frames 0..i from
-/// those of frame i onwards (already right).
-fn finish_inner_frames(w: &mut Walk, i: usize) {
-    for j in (0..i).rev() {
-        w.needs_bp[j] = w.needs_bp[j] || (w.bp[j + 1] == w.bp[j] && w.needs_bp[j + 1]);
-        w.suffix_hash[j] = hash_step(w.suffix_hash[j + 1], w.addr[j]);
+/// Append `fresh.frames[..i]` (innermost first) at the inner end of `w`, with
+/// their addresses, prefix hashes and bp needs.
+fn append_inner_frames(w: &mut Walk, fresh: &Fresh, i: usize) {
+    let start = w.n;
+    let count = i.min(WALK_FRAMES - start);
+    for t in 0..count {
+        let j = start + t;
+        let f = fresh.frames[i - 1 - t];
+        w.frames[j] = f;
+        w.addrs[j] = f.addr;
+        w.prefix_hash[j + 1] = hash_step(w.prefix_hash[j], f.addr);
+        w.needs_bp[j] = f.uses_bp || (j > 0 && w.frames[j - 1].bp == f.bp && w.needs_bp[j - 1]);
     }
+    w.n = start + count;
 }

@@ -14,25 +14,53 @@ thread_local! {
     static EXTRA: Cell<*mut ThreadExtra> = const { Cell::new(core::ptr::null_mut()) };
 }
 
-pub const RECENT_STACKS: usize = 256;
+pub const RECENT_STACKS: usize = 4096;
 
 /// Allocated once per thread (through leakscope's internal allocator) and
 /// freed by a pthread key destructor when the thread exits.
 pub type UnwindCache = CacheX86_64<MustNotAllocateDuringUnwind>;
 
 /// framehop's rule cache is direct-mapped with 509 slots, too few for a big
-/// program (cc1, python): every miss re-parses DWARF CFI. Several caches,
-/// chosen by a hash of the address, make it 4x larger.
-pub struct UnwindCaches([UnwindCache; 4]);
+/// program (cc1, python): every miss re-parses DWARF CFI. A thread whose walks
+/// miss often gets more caches (up to 16, ~16 KiB each), chosen by a hash of
+/// the address; a thread that allocates from a few places keeps one.
+pub struct UnwindCaches {
+    caches: Vec<UnwindCache>,
+    /// Misses and lookups when the size was last reconsidered.
+    misses_then: u64,
+    lookups_then: u64,
+}
+
+const MAX_UNWIND_CACHES: usize = 16;
 
 impl UnwindCaches {
     fn new() -> UnwindCaches {
-        UnwindCaches([CacheX86_64::new_in(), CacheX86_64::new_in(), CacheX86_64::new_in(), CacheX86_64::new_in()])
+        UnwindCaches { caches: vec![CacheX86_64::new_in()], misses_then: 0, lookups_then: 0 }
     }
+
     #[inline]
     pub fn for_address(&mut self, addr: u64) -> &mut UnwindCache {
-        // Not the address modulo 509 that picks the slot inside a cache.
-        &mut self.0[((addr >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 62) as usize]
+        // Not the address modulo 509, which picks the slot inside a cache.
+        let i = ((addr >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & (self.caches.len() - 1);
+        &mut self.caches[i]
+    }
+
+    /// Double the caches if more than 1 lookup in 50 missed since last time.
+    /// Call now and then, inside a hook guard (it allocates).
+    pub fn grow_if_missing(&mut self) {
+        let (mut misses, mut lookups) = (0, 0);
+        for c in &self.caches {
+            let s = c.stats();
+            misses += s.misses();
+            lookups += s.total();
+        }
+        let (dm, dl) = (misses - self.misses_then, lookups - self.lookups_then);
+        if dl > 1000 && dm * 50 > dl && self.caches.len() < MAX_UNWIND_CACHES {
+            let n = self.caches.len();
+            self.caches.extend((0..n).map(|_| CacheX86_64::new_in()));
+        }
+        self.misses_then = misses;
+        self.lookups_then = lookups;
     }
 }
 
@@ -46,7 +74,7 @@ pub struct ThreadExtra {
     pub stats: [u64; layout::STAT_COUNT],
     /// The previous stack walk, updated in place, and scratch for new frames (see `capture`).
     walk: crate::capture::Walk,
-    scratch: crate::capture::Walk,
+    scratch: crate::capture::Fresh,
     /// With LEAKSCOPE_CHECK_WALKS=1, every capture is redone from scratch here and compared.
     check: Option<Box<crate::capture::Walk>>,
     refresh: RefreshBackoff,
@@ -107,7 +135,7 @@ impl ThreadExtra {
 
 pub struct CaptureParts<'a> {
     pub walk: &'a mut crate::capture::Walk,
-    pub scratch: &'a mut crate::capture::Walk,
+    pub scratch: &'a mut crate::capture::Fresh,
     pub check: &'a mut Option<Box<crate::capture::Walk>>,
     pub refresh: &'a mut RefreshBackoff,
     pub cache: &'a mut UnwindCaches,
@@ -190,7 +218,7 @@ pub fn extra() -> Option<&'static mut ThreadExtra> {
         recent: [(0, 0); RECENT_STACKS],
         stats: [0; layout::STAT_COUNT],
         walk: crate::capture::Walk::new(),
-        scratch: crate::capture::Walk::new(),
+        scratch: crate::capture::Fresh::new(),
         check: crate::lifecycle::CHECK_WALKS
             .load(Ordering::Relaxed)
             .then(|| Box::new(crate::capture::Walk::new())),
