@@ -26,6 +26,30 @@ pub enum Command {
     Report(ReportArgs),
     /// Compare the leaks of two runs (JSON reports, traces or baselines): new, fixed and changed.
     Diff(crate::export_args::DiffArgs),
+    /// Show the live blocks of a process running under `leakscope run`, without stopping it.
+    Snapshot(SnapshotArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SnapshotArgs {
+    /// Process id of a program (or of a process it started) running under `leakscope run`.
+    #[arg(value_name = "PID")]
+    pub pid: u32,
+    /// Show how much each allocation site grew since SNAPSHOT (saved earlier with --save).
+    #[arg(long, value_name = "SNAPSHOT")]
+    pub since: Option<PathBuf>,
+    /// Save this snapshot to FILE, for a later --since (`leakscope report FILE` reads it too).
+    #[arg(long, value_name = "FILE")]
+    pub save: Option<PathBuf>,
+    /// Also write the snapshot as JSON (schema leakscope-snapshot/1) to FILE ('-' for stdout).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write the text to FILE instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// When to colour the text (auto: only on a terminal, and not when NO_COLOR is set).
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorWhen::Auto)]
+    pub color: ColorWhen,
 }
 
 #[derive(Args, Debug)]
@@ -36,6 +60,10 @@ pub struct RunArgs {
     /// Save the raw trace to FILE (read it back with `leakscope report FILE`).
     #[arg(long, value_name = "FILE")]
     pub save_trace: Option<PathBuf>,
+    /// What to record of each free, shown for double frees as "first freed at":
+    /// the call site (default), the full stack (slower: a stack walk per free), or nothing.
+    #[arg(long, value_name = "WHAT", default_value = "site", value_parser = ["site", "full", "none"])]
+    pub free_stacks: String,
     /// Check for leaks whenever the program gets SIGNAL (e.g. SIGUSR2), printing a
     /// report while it keeps running. leakscope passes SIGUSR1/SIGUSR2 it receives on to it.
     #[arg(long, value_name = "SIGNAL", value_parser = crate::launch::parse_signal)]

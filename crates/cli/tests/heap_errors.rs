@@ -10,10 +10,16 @@ use serde_json::Value;
 
 const SRC: &str = "heap_errors.c";
 
-/// Runs one case; returns the run and its single error.
+/// Runs one case with full free stacks; returns the run and its single error.
 fn one_error(case: &str) -> (Outcome, Value) {
+    one_error_with(case, &["--free-stacks", "full"])
+}
+
+fn one_error_with(case: &str, opts: &[&str]) -> (Outcome, Value) {
     let exe = cc(SRC, &["-g", "-O0"]);
-    let o = run_ok(&exe, &[case]);
+    let o = run_opts(opts, &exe, &[case]);
+    assert_eq!(o.code, Some(0), "leakscope run should exit with the program's 0: {}", o.describe());
+    check_schema(o.json());
     assert!(
         o.stdout.contains(&format!("after {case}")),
         "the program should continue after the bad call: {}",
@@ -131,4 +137,16 @@ fn free_of_an_interior_pointer_names_the_block_it_points_into() {
     assert_top(&e["stack"], "free_interior_pointer", "ERROR:interior");
     assert_top(&e["alloc_stack"], "free_interior_pointer", "ALLOC:interior");
     assert!(e["free_stack"].is_null() && e["first_release"].is_null(), "the block was not freed before: {e}");
+}
+
+#[test]
+fn by_default_the_first_free_is_its_call_site_alone() {
+    let (_, e) = one_error_with("double", &[]);
+    let st = frames(&e["free_stack"]);
+    let file = fixture_file(SRC);
+    assert_eq!(st.len(), 1, "one frame, the free call:{}", show_stack(&st));
+    assert!(st[0].is("double_free", &file, line_of(SRC, "FREE:double")), "{}", show_stack(&st));
+    // The bad call and the allocation keep their full stacks.
+    assert!(functions(&frames(&e["stack"])).iter().any(|f| f == "main"));
+    assert!(functions(&frames(&e["alloc_stack"])).iter().any(|f| f == "main"));
 }

@@ -160,6 +160,14 @@ pub fn current_stack(regs: &Regs) -> u32 {
     id
 }
 
+/// A one-frame stack: the hook's call site in the program, without a walk.
+pub fn call_site(regs: &Regs) -> u32 {
+    let Some(extra) = thread::extra() else { return NO_STACK };
+    let p = extra.parts();
+    let frame = [regs.ret];
+    stacks::intern(&frame, hash_frames(&frame), p.recent, p.stats)
+}
+
 /// The frames to intern (outermost first, at most MAX_FRAMES innermost ones)
 /// and their hash. Entry trampolines leave no frame of leakscope's; cutting
 /// them only guards against a hook reached through another of its functions.

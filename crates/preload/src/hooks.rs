@@ -2,9 +2,9 @@
 
 use crate::bootstrap;
 use crate::entry::export_hook;
-use crate::capture::{current_stack, Regs};
+use crate::capture::{call_site, current_stack, Regs};
 use crate::errors;
-use crate::lifecycle::{mode, Mode, ACTIVE, FREE_STACKS, STATE};
+use crate::lifecycle::{free_stacks, mode, Mode, ACTIVE, FREE_STACKS, STATE};
 use crate::live;
 use crate::real;
 use core::sync::atomic::Ordering;
@@ -35,18 +35,23 @@ pub fn release(p: *mut c_void, how: ReleaseKind, regs: &Regs) -> bool {
     let addr = p as u64;
     live::prefetch(addr);
     let free_stacks = FREE_STACKS.load(Ordering::Relaxed);
-    let stack = if free_stacks { current_stack(regs) } else { NO_STACK };
+    let stack = match free_stacks {
+        free_stacks::FULL => current_stack(regs),
+        free_stacks::SITE => call_site(regs),
+        _ => NO_STACK,
+    };
+    let full = free_stacks == free_stacks::FULL;
     match live::remove_remembering(addr, stack, how) {
         Some(block) => {
             let internal = block.flags() & entry_flags::INTERNAL != 0;
             if !internal && !how.matches(block.kind()) {
-                let stack = if free_stacks { stack } else { current_stack(regs) };
+                let stack = if full { stack } else { current_stack(regs) };
                 errors::mismatched(addr, &block, how, stack);
             }
             true
         }
         None => {
-            let stack = if free_stacks { stack } else { current_stack(regs) };
+            let stack = if full { stack } else { current_stack(regs) };
             match live::find_freed(addr) {
                 Some(freed) => errors::double_free(addr, &freed, how, stack),
                 None => errors::invalid_free(addr, how, stack),
