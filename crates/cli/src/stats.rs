@@ -38,6 +38,13 @@ pub fn render(trace: &Trace, analysis: Duration) -> String {
             c(stat::CAPTURE_NS) as f64 / 1e9,
             per(c(stat::CAPTURE_NS))
         );
+        let _ = writeln!(
+            out,
+            "  unwind rules       {:.1}% of steps evaluated DWARF CFI ({} misses, {} hits)",
+            pct(c(stat::RULE_MISSES), c(stat::RULE_MISSES) + c(stat::RULE_HITS)),
+            c(stat::RULE_MISSES),
+            c(stat::RULE_HITS)
+        );
         if c(stat::WALKS_CHECKED) > 0 {
             let _ = writeln!(
                 out,

@@ -43,7 +43,7 @@ pub mod state {
     pub const KILLED: u32 = 4;
 }
 
-pub const STAT_COUNT: usize = 10;
+pub const STAT_COUNT: usize = 12;
 
 /// Indices into [`Header::stats`]: what the preload spent its time on.
 pub mod stat {
@@ -65,6 +65,10 @@ pub mod stat {
     /// With LEAKSCOPE_CHECK_WALKS=1: captures compared against a full walk, and mismatches.
     pub const WALKS_CHECKED: usize = 8;
     pub const WALK_MISMATCHES: usize = 9;
+    /// Unwinding steps answered by the unwinder's rule caches, and steps that
+    /// had to evaluate DWARF CFI (a miss).
+    pub const RULE_HITS: usize = 10;
+    pub const RULE_MISSES: usize = 11;
     pub const NAMES: [&str; super::STAT_COUNT] = [
         "stack captures",
         "frames unwound",
@@ -76,6 +80,8 @@ pub mod stat {
         "threads",
         "captures cross-checked against a full walk",
         "cross-check mismatches",
+        "unwind rule cache hits",
+        "unwind rule cache misses",
     ];
 }
 
@@ -128,7 +134,8 @@ pub mod entry_flags {
     pub const INTERNAL: u8 = 1;
     /// Allocated in the parent before fork(): the parent owns it.
     pub const INHERITED: u8 = 2;
-    /// Marked as an intentional leak by the program.
+    /// Marked as an intentional leak by the program (`leakscope_ignore`), or
+    /// allocated while the program had tracing disabled (`leakscope_disable`).
     pub const IGNORED: u8 = 4;
 }
 
@@ -578,6 +585,41 @@ pub struct ShmEvent {
     pub shmid: i32,
     pub what: u8,
     pub _pad: [u8; 3],
+}
+
+/// A source location the program handed in (the `leakscope.h` macros): stored
+/// once per (file, line, function) and named in stacks by a location frame
+/// ([`location_frame`]) whose value is the record's offset. `file_len` bytes of
+/// the file name follow the record, then `function_len` bytes of the function name.
+#[repr(C)]
+pub struct LocationRecord {
+    /// The program's pointers to the strings, to find the record again (the CLI ignores them).
+    pub file_ptr: u64,
+    pub function_ptr: u64,
+    pub line: u32,
+    pub file_len: u32,
+    pub function_len: u32,
+    pub _pad: u32,
+}
+
+/// Longest file or function name kept in a [`LocationRecord`].
+pub const MAX_LOCATION_TEXT: usize = 1024;
+
+/// Top 16 bits of a stack frame that is a source location, not a return
+/// address (no user-space address has them; the vsyscall page has all 16 set).
+pub const LOCATION_FRAME_TAG: u64 = 0x8000 << 48;
+
+/// The frame naming location `value`: a [`LocationRecord`] offset in a session
+/// file, an index into `ProcessTrace::locations` in the trace model.
+#[inline]
+pub fn location_frame(value: u64) -> u64 {
+    LOCATION_FRAME_TAG | (value & 0xffff_ffff_ffff)
+}
+
+/// The location value of a frame made by [`location_frame`]; None for return addresses.
+#[inline]
+pub fn location_frame_value(frame: u64) -> Option<u64> {
+    (frame >> 48 == LOCATION_FRAME_TAG >> 48).then_some(frame & 0xffff_ffff_ffff)
 }
 
 /// Multiplicative hash of a block address, spread over the full 64 bits.

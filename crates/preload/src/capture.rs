@@ -154,8 +154,10 @@ pub fn current_stack(regs: &Regs) -> u32 {
         s[stat::CAPTURE_NS] += (now_ns() - t0) * 64;
     }
     if captures % 4096 == 4095 {
-        extra.flush_stats();
         extra.unwind_cache.grow_if_missing();
+        extra.stats[stat::RULE_HITS] += extra.unwind_cache.recent_hits;
+        extra.stats[stat::RULE_MISSES] += extra.unwind_cache.recent_misses;
+        extra.flush_stats();
     }
     id
 }

@@ -29,13 +29,16 @@ pub struct UnwindCaches {
     /// Misses and lookups when the size was last reconsidered.
     misses_then: u64,
     lookups_then: u64,
+    /// Hits and misses since the previous reconsideration, for the stats.
+    pub recent_hits: u64,
+    pub recent_misses: u64,
 }
 
 const MAX_UNWIND_CACHES: usize = 16;
 
 impl UnwindCaches {
     fn new() -> UnwindCaches {
-        UnwindCaches { caches: vec![CacheX86_64::new_in()], misses_then: 0, lookups_then: 0 }
+        UnwindCaches { caches: vec![CacheX86_64::new_in()], misses_then: 0, lookups_then: 0, recent_hits: 0, recent_misses: 0 }
     }
 
     #[inline]
@@ -55,6 +58,8 @@ impl UnwindCaches {
             lookups += s.total();
         }
         let (dm, dl) = (misses - self.misses_then, lookups - self.lookups_then);
+        self.recent_misses = dm;
+        self.recent_hits = dl - dm;
         if dl > 1000 && dm * 50 > dl && self.caches.len() < MAX_UNWIND_CACHES {
             let n = self.caches.len();
             self.caches.extend((0..n).map(|_| CacheX86_64::new_in()));
