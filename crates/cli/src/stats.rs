@@ -28,8 +28,8 @@ pub fn render(trace: &Trace, analysis: Duration) -> String {
         );
         let _ = writeln!(
             out,
-            "  stack interning    {:.0}% from the thread's recent-stack cache, {} shared-store lookups",
-            pct(c(stat::RECENT_HITS), captures),
+            "  stack interning    {:.0}% of lookups answered by the thread's recent-stack cache, {} by the shared store",
+            pct(c(stat::RECENT_HITS), c(stat::RECENT_HITS) + c(stat::STORE_LOOKUPS)),
             c(stat::STORE_LOOKUPS)
         );
         let _ = writeln!(

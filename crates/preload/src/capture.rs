@@ -46,9 +46,6 @@ struct Frame {
     read_val: [u64; READS],
 }
 
-const EMPTY_FRAME: Frame =
-    Frame { addr: 0, sp: 0, bp: 0, uses_bp: true, nreads: 0, read_addr: [0; READS], read_val: [0; READS] };
-
 /// A thread's previous walk, outermost frame first.
 pub struct Walk {
     unwinder: usize,
@@ -59,8 +56,10 @@ pub struct Walk {
     /// Whether the walk from frame j outwards depends on bp's value at frame j:
     /// frame j uses it, or passes it unchanged to an outer frame that needs it.
     needs_bp: [bool; WALK_FRAMES],
-    /// `prefix_hash[j]` hashes frames 0..j (see `layout::hash_step`).
+    /// `prefix_hash[j]` hashes frames 0..j (see `layout::hash_step`); so does
+    /// `prefix_hash2` with the second hash (`stacks::hash2_step`).
     prefix_hash: [u64; WALK_FRAMES + 1],
+    prefix_hash2: [u64; WALK_FRAMES + 1],
     /// Frame addresses alone, outermost first: what is interned.
     addrs: [u64; WALK_FRAMES],
 }
@@ -71,23 +70,19 @@ pub struct Fresh {
 }
 
 impl Walk {
-    pub fn new() -> Walk {
-        Walk {
-            unwinder: 0,
-            n: 0,
-            complete: false,
-            reusable: false,
-            frames: [EMPTY_FRAME; WALK_FRAMES],
-            needs_bp: [true; WALK_FRAMES],
-            prefix_hash: [HASH_SEED; WALK_FRAMES + 1],
-            addrs: [0; WALK_FRAMES],
-        }
+    /// Finish a zeroed Walk: an empty walk whose hashes start at the seeds.
+    pub unsafe fn init_in_place(w: *mut Walk) {
+        (*w).prefix_hash[0] = HASH_SEED;
+        (*w).prefix_hash2[0] = stacks::HASH2_SEED;
     }
-}
 
-impl Fresh {
-    pub fn new() -> Fresh {
-        Fresh { frames: [EMPTY_FRAME; WALK_FRAMES] }
+    /// A new empty walk on the heap (it is too big for a small thread stack).
+    pub fn boxed() -> Box<Walk> {
+        let mut b: Box<core::mem::MaybeUninit<Walk>> = Box::new_zeroed();
+        unsafe {
+            Walk::init_in_place(b.as_mut_ptr());
+            b.assume_init()
+        }
     }
 }
 
@@ -134,18 +129,26 @@ pub fn current_stack(regs: &Regs) -> u32 {
         }
     }
     let w = &*p.walk;
-    let (frames, hash) = program_frames(w);
+    let (frames, hash, hash2) = program_frames(w);
     if let Some(check) = p.check.as_deref_mut() {
         // Test mode: the reused walk must equal a walk made from scratch.
         check.reusable = false;
         walk(known, regs, check, p.scratch, p.cache, p.stack_hi);
-        let (full, full_hash) = program_frames(check);
+        let (full, full_hash, full_hash2) = program_frames(check);
         p.stats[stat::WALKS_CHECKED] += 1;
-        if full != frames || hash != full_hash || hash != hash_frames(frames) {
+        if full != frames
+            || (hash, hash2) != (full_hash, full_hash2)
+            || (hash, hash2) != (hash_frames(frames), stacks::hash2_frames(frames))
+        {
             p.stats[stat::WALK_MISMATCHES] += 1;
         }
     }
-    let id = stacks::intern(frames, hash, p.recent, p.stats);
+    let location = crate::api::pending_location();
+    let id = if location == 0 {
+        stacks::intern(frames, hash, hash2, p.recent, p.stats)
+    } else {
+        intern_with_location(frames, location, p.recent, p.stats)
+    };
     let s = p.stats;
     s[stat::CAPTURES] += 1;
     s[stat::FRAMES_UNWOUND] += unwound as u64;
@@ -167,22 +170,44 @@ pub fn call_site(regs: &Regs) -> u32 {
     let Some(extra) = thread::extra() else { return NO_STACK };
     let p = extra.parts();
     let frame = [regs.ret];
-    stacks::intern(&frame, hash_frames(&frame), p.recent, p.stats)
+    let location = crate::api::pending_location();
+    if location != 0 {
+        return intern_with_location(&frame, location, p.recent, p.stats);
+    }
+    stacks::intern(&frame, hash_frames(&frame), stacks::hash2_frames(&frame), p.recent, p.stats)
+}
+
+/// `frames` (outermost first) followed by a location frame as the innermost
+/// one: a call that carried its source location (`api.rs`).
+#[cold]
+#[inline(never)]
+fn intern_with_location(
+    frames: &[u64],
+    location: u64,
+    recent: &mut [stacks::Recent; thread::RECENT_STACKS],
+    stats: &mut [u64; leakscope_format::layout::STAT_COUNT],
+) -> u32 {
+    let mut buf = [0u64; MAX_FRAMES];
+    let keep = frames.len().min(MAX_FRAMES - 1);
+    buf[..keep].copy_from_slice(&frames[frames.len() - keep..]);
+    buf[keep] = location;
+    let all = &buf[..=keep];
+    stacks::intern(all, hash_frames(all), stacks::hash2_frames(all), recent, stats)
 }
 
 /// The frames to intern (outermost first, at most MAX_FRAMES innermost ones)
 /// and their hash. Entry trampolines leave no frame of leakscope's; cutting
 /// them only guards against a hook reached through another of its functions.
-fn program_frames(w: &Walk) -> (&[u64], u64) {
+fn program_frames(w: &Walk) -> (&[u64], u64, u64) {
     let mut end = w.n;
     while end > 0 && modules::is_self(w.addrs[end - 1]) {
         end -= 1;
     }
     if end > MAX_FRAMES {
         let frames = &w.addrs[end - MAX_FRAMES..end];
-        return (frames, hash_frames(frames));
+        return (frames, hash_frames(frames), stacks::hash2_frames(frames));
     }
-    (&w.addrs[..end], finish_hash(w.prefix_hash[end]))
+    (&w.addrs[..end], finish_hash(w.prefix_hash[end]), w.prefix_hash2[end])
 }
 
 fn now_ns() -> u64 {
@@ -334,6 +359,7 @@ fn append_inner_frames(w: &mut Walk, fresh: &Fresh, i: usize) {
         w.frames[j] = f;
         w.addrs[j] = f.addr;
         w.prefix_hash[j + 1] = hash_step(w.prefix_hash[j], f.addr);
+        w.prefix_hash2[j + 1] = stacks::hash2_step(w.prefix_hash2[j], f.addr);
         w.needs_bp[j] = f.uses_bp || (j > 0 && w.frames[j - 1].bp == f.bp && w.needs_bp[j - 1]);
     }
     w.n = start + count;

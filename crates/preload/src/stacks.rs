@@ -25,26 +25,52 @@ fn record_hash(id: u32) -> u64 {
     unsafe { (*session::at::<StackRecord>(id as u64 * 8)).hash }
 }
 
-/// Id of `frames`, whose [`hash_frames`] is `hash`.
+/// An entry of a thread's recent-stack cache. Two independent 64-bit hashes
+/// identify a stack: comparing the frames themselves would read the stored
+/// record, a cache miss per allocation.
+#[derive(Clone, Copy, Default)]
+pub struct Recent {
+    hash: u64,
+    hash2: u64,
+    id: u32,
+}
+
+pub const HASH2_SEED: u64 = 0x6a09_e667_f3bc_c908;
+
+/// The second hash, also outermost frame first and incremental.
+#[inline]
+pub fn hash2_step(outer: u64, frame: u64) -> u64 {
+    (outer.rotate_left(23) ^ frame).wrapping_mul(0xff51_afd7_ed55_8ccd) ^ 0x9e37_79b9
+}
+
+pub fn hash2_frames(outermost_first: &[u64]) -> u64 {
+    outermost_first.iter().fold(HASH2_SEED, |h, &f| hash2_step(h, f))
+}
+
+/// Id of `frames` (outermost first), whose [`hash_frames`] is `hash` and
+/// [`hash2_frames`] `hash2`.
 pub fn intern(
     frames: &[u64],
     hash: u64,
-    recent: &mut [(u64, u32); RECENT_STACKS],
+    hash2: u64,
+    recent: &mut [Recent; RECENT_STACKS],
     stats: &mut [u64; STAT_COUNT],
 ) -> u32 {
     if frames.is_empty() {
         return NO_STACK;
     }
     debug_assert_eq!(hash, hash_frames(frames));
+    debug_assert_eq!(hash2, hash2_frames(frames));
     let slot = (hash as usize >> 3) % RECENT_STACKS;
-    let (h, id) = recent[slot];
-    if h == hash && id != NO_STACK && record_frames(id) == frames {
+    let r = recent[slot];
+    if r.hash == hash && r.hash2 == hash2 && r.id != NO_STACK {
         stats[stat::RECENT_HITS] += 1;
-        return id;
+        return r.id;
     }
     stats[stat::STORE_LOOKUPS] += 1;
+    // The shared store compares whole stacks: it is the ground truth.
     let id = intern_shared(hash, frames);
-    recent[slot] = (hash, id);
+    recent[slot] = Recent { hash, hash2, id };
     id
 }
 

@@ -14,7 +14,7 @@ thread_local! {
     static EXTRA: Cell<*mut ThreadExtra> = const { Cell::new(core::ptr::null_mut()) };
 }
 
-pub const RECENT_STACKS: usize = 4096;
+pub const RECENT_STACKS: usize = 2048;
 
 /// Allocated once per thread (through leakscope's internal allocator) and
 /// freed by a pthread key destructor when the thread exits.
@@ -74,7 +74,7 @@ pub struct ThreadExtra {
     /// Top of this thread's stack: stack reads are bounded by [sp, stack_hi).
     pub stack_hi: u64,
     /// Direct-mapped cache of recently interned stacks: hash -> stack id.
-    pub recent: [(u64, u32); RECENT_STACKS],
+    pub recent: [crate::stacks::Recent; RECENT_STACKS],
     /// Cost counters ([`layout::stat`]), added to the session header now and then.
     pub stats: [u64; layout::STAT_COUNT],
     /// The previous stack walk, updated in place, and scratch for new frames (see `capture`).
@@ -144,7 +144,7 @@ pub struct CaptureParts<'a> {
     pub check: &'a mut Option<Box<crate::capture::Walk>>,
     pub refresh: &'a mut RefreshBackoff,
     pub cache: &'a mut UnwindCaches,
-    pub recent: &'a mut [(u64, u32); RECENT_STACKS],
+    pub recent: &'a mut [crate::stacks::Recent; RECENT_STACKS],
     pub stats: &'a mut [u64; layout::STAT_COUNT],
     pub stack_hi: u64,
 }
@@ -211,25 +211,34 @@ pub fn flush_current_stats() {
 }
 
 /// This thread's scratch space; must be called inside a hook guard.
+#[inline]
 pub fn extra() -> Option<&'static mut ThreadExtra> {
     let p = EXTRA.with(|e| e.get());
     if !p.is_null() {
         return Some(unsafe { &mut *p });
     }
-    let hi = stack_bounds();
-    let b = Box::new(ThreadExtra {
-        unwind_cache: UnwindCaches::new(),
-        stack_hi: hi,
-        recent: [(0, 0); RECENT_STACKS],
-        stats: [0; layout::STAT_COUNT],
-        walk: crate::capture::Walk::new(),
-        scratch: crate::capture::Fresh::new(),
-        check: crate::lifecycle::CHECK_WALKS
-            .load(Ordering::Relaxed)
-            .then(|| Box::new(crate::capture::Walk::new())),
-        refresh: RefreshBackoff::default(),
-    });
-    let p = Box::into_raw(b);
+    new_extra()
+}
+
+/// ThreadExtra is ~150 KiB: built in place on the heap, never on the stack
+/// (a thread may have a small stack, and a big frame here would also make the
+/// fast path above probe its pages on every call).
+#[cold]
+#[inline(never)]
+fn new_extra() -> Option<&'static mut ThreadExtra> {
+    let mut b: Box<core::mem::MaybeUninit<ThreadExtra>> = Box::new_zeroed();
+    let x = b.as_mut_ptr();
+    // All-zero is the initial state of every other field.
+    unsafe {
+        core::ptr::addr_of_mut!((*x).unwind_cache).write(UnwindCaches::new());
+        core::ptr::addr_of_mut!((*x).stack_hi).write(stack_bounds());
+        core::ptr::addr_of_mut!((*x).check).write(
+            crate::lifecycle::CHECK_WALKS.load(Ordering::Relaxed).then(crate::capture::Walk::boxed),
+        );
+        core::ptr::addr_of_mut!((*x).refresh).write(RefreshBackoff::default());
+        crate::capture::Walk::init_in_place(core::ptr::addr_of_mut!((*x).walk));
+    }
+    let p = Box::into_raw(unsafe { b.assume_init() });
     EXTRA.with(|e| e.set(p));
     let key = KEY.load(Ordering::Acquire);
     if key != u32::MAX {
