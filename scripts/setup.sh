@@ -1,12 +1,13 @@
 #!/bin/sh
 # Installs what leakscope needs to build, to symbolise glibc's frames and to
-# run its tests (gdb and dwz are used by cross-check tests)
+# run its tests (gdb and dwz are used by cross-check tests; chromium,
+# chromium-driver and golang-go read the HTML and pprof exports)
 # (Debian 12). Uses sudo when not run as root.
 set -eu
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 need=""
-for pkg in gcc g++ libc6-dbg binutils gdb dwz; do
+for pkg in gcc g++ libc6-dbg binutils gdb dwz chromium chromium-driver golang-go; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need="$need $pkg"
 done
 if [ -n "$need" ]; then

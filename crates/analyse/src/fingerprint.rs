@@ -56,7 +56,9 @@ pub fn is_user_frame(f: &Frame) -> bool {
     if !file.starts_with('/') {
         return false;
     }
-    if SYSTEM_SOURCE_PREFIXES.iter().any(|p| file.starts_with(p)) || SYSTEM_SOURCE_PARTS.iter().any(|p| file.contains(p)) {
+    if SYSTEM_SOURCE_PREFIXES.iter().any(|p| file.starts_with(p))
+        || SYSTEM_SOURCE_PARTS.iter().any(|p| file.contains(p))
+    {
         return false;
     }
     !f.module.as_deref().is_some_and(|m| SYSTEM_MODULE_PREFIXES.iter().any(|p| m.starts_with(p)))
@@ -178,8 +180,12 @@ mod tests {
 
     #[test]
     fn addresses_lines_and_directories_do_not_matter() {
-        let a = vec![f(0x5555_0000_1000, "make", "/home/u/proj/p.c", 10), f(0x5555_0000_2000, "main", "/home/u/proj/p.c", 30)];
-        let b = vec![f(0x5555_0001_1100, "make", "/ci/build/p.c", 12), f(0x5555_0001_2100, "main", "/ci/build/p.c", 35)];
+        let a = vec![
+            f(0x5555_0000_1000, "make", "/home/u/proj/p.c", 10),
+            f(0x5555_0000_2000, "main", "/home/u/proj/p.c", 30),
+        ];
+        let b =
+            vec![f(0x5555_0001_1100, "make", "/ci/build/p.c", 12), f(0x5555_0001_2100, "main", "/ci/build/p.c", 35)];
         assert_eq!(of_stack("malloc", &a), of_stack("malloc", &b));
         assert_eq!(of_stack("malloc", &a).len(), 16);
         assert_ne!(of_stack("malloc", &a), of_stack("calloc", &a));
@@ -201,7 +207,10 @@ mod tests {
 
     #[test]
     fn frames_past_the_second_user_frame_do_not_count() {
-        let lib = |a| Frame { module: Some("/usr/lib/x86_64-linux-gnu/libc.so.6".into()), ..f(a, "__strdup", "./string/strdup.c", 42) };
+        let lib = |a| Frame {
+            module: Some("/usr/lib/x86_64-linux-gnu/libc.so.6".into()),
+            ..f(a, "__strdup", "./string/strdup.c", 42)
+        };
         let base = vec![
             lib(0x7f00_0000_0000),
             f(0x5555_0000_1000, "make", "/p/p.c", 10),
@@ -212,7 +221,11 @@ mod tests {
         assert!(!is_user_frame(&base[0]) && is_user_frame(&base[1]));
         let mut deeper = base.clone();
         deeper[4].function = Some("other_start".into());
-        assert_eq!(of_stack("malloc", &base), of_stack("malloc", &deeper), "frame 4 is past 2 user frames and MIN_FRAMES");
+        assert_eq!(
+            of_stack("malloc", &base),
+            of_stack("malloc", &deeper),
+            "frame 4 is past 2 user frames and MIN_FRAMES"
+        );
         let mut caller = base.clone();
         caller[2].function = Some("build2".into());
         assert_ne!(of_stack("malloc", &base), of_stack("malloc", &caller), "the second user frame counts");
@@ -221,7 +234,11 @@ mod tests {
     #[test]
     fn equal_hashes_in_one_process_are_numbered_by_line() {
         let s = |l1, l2| vec![f(0x5555_0000_1000, "make", "/p/p.c", l1), f(0x5555_0000_2000, "main", "/p/p.c", l2)];
-        let mut leaks = vec![leak(Allocator::Malloc, s(12, 30)), leak(Allocator::Malloc, s(10, 30)), leak(Allocator::New, s(10, 30))];
+        let mut leaks = vec![
+            leak(Allocator::Malloc, s(12, 30)),
+            leak(Allocator::Malloc, s(10, 30)),
+            leak(Allocator::New, s(10, 30)),
+        ];
         assign(&mut leaks);
         let h = of_stack("malloc", &s(1, 1));
         assert_eq!(leaks[1].fingerprint, h);

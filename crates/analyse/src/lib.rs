@@ -9,6 +9,7 @@
 pub mod fingerprint;
 pub mod leaks;
 pub mod lineage;
+pub mod mappings;
 pub mod report;
 pub mod runtime;
 pub mod suppress;
@@ -33,7 +34,8 @@ pub struct Options {
 
 /// Analyses every process of `trace`.
 pub fn analyse<S: Symbolize + ?Sized>(trace: &Trace, sym: &mut S, opts: &Options) -> Report {
-    let processes: Vec<ProcessReport> = trace.processes.iter().map(|p| analyse_process(p, sym, opts)).collect();
+    let mut processes: Vec<ProcessReport> = trace.processes.iter().map(|p| analyse_process(p, sym, opts)).collect();
+    mappings::fill(trace, &mut processes, sym, opts);
     let summary = total(&processes);
     Report { schema: SCHEMA.into(), tool: Tool::default(), processes, summary, suppressions: Vec::new() }
 }

@@ -20,16 +20,20 @@ pub fn annotate<S: Symbolize + ?Sized>(p: &ProcessTrace, sym: &mut S, opts: &Opt
 
 /// Why a process whose exit handlers did not run is not complete.
 pub fn ending_note(p: &ProcessTrace) -> Option<String> {
-    if p.finalized {
+    note_for(p.ending, p.finalized, p.scan.state != scan_state::NONE)
+}
+
+fn note_for(ending: Ending, finalized: bool, scanned: bool) -> Option<String> {
+    if finalized {
         return None;
     }
-    let unclassified = if p.scan.state == scan_state::NONE {
+    let unclassified = if !scanned {
         "leakscope could not classify its blocks (no reachability scan ran), and "
     } else {
         ""
     };
     let after = format!("{unclassified}memory that libraries free only at exit (libc's one-time allocations, for instance) may be listed");
-    Some(match p.ending {
+    Some(match ending {
         Ending::Signaled(s) => format!(
             "killed by signal {s}{} before its exit handlers ran: {after}",
             signal_name(s).map(|n| format!(" ({n})")).unwrap_or_default()
@@ -85,34 +89,16 @@ fn signal_name(sig: i32) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use leakscope_format::model::Stats;
-
-    fn p(ending: Ending, finalized: bool) -> ProcessTrace {
-        ProcessTrace {
-            pid: 1,
-            parent_pid: 0,
-            exec_index: 0,
-            argv: vec![],
-            exe: String::new(),
-            ending,
-            finalized,
-            modules: vec![],
-            stacks: vec![vec![]],
-            blocks: vec![],
-            errors: vec![],
-            stats: Stats::default(),
-            scan: Default::default(),
-        }
-    }
 
     #[test]
     fn only_processes_whose_exit_handlers_did_not_run_get_a_note() {
-        assert_eq!(ending_note(&p(Ending::Exited(0), true)), None);
-        assert_eq!(ending_note(&p(Ending::Unknown, false)), None);
-        let killed = ending_note(&p(Ending::Signaled(9), false)).unwrap();
+        assert_eq!(note_for(Ending::Exited(0), true, true), None);
+        assert_eq!(note_for(Ending::Unknown, false, false), None);
+        let killed = note_for(Ending::Signaled(9), false, false).unwrap();
         assert!(killed.starts_with("killed by signal 9 (SIGKILL) before its exit handlers ran"), "{killed}");
         assert!(killed.contains("no reachability scan ran"), "{killed}");
-        assert!(ending_note(&p(Ending::Exited(3), false)).unwrap().contains("_exit()"));
-        assert!(ending_note(&p(Ending::Execed, false)).unwrap().starts_with("replaced by execve()"));
+        assert!(!note_for(Ending::Signaled(9), false, true).unwrap().contains("no reachability scan ran"));
+        assert!(note_for(Ending::Exited(3), false, false).unwrap().contains("_exit()"));
+        assert!(note_for(Ending::Execed, false, false).unwrap().starts_with("replaced by execve()"));
     }
 }

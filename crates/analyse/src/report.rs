@@ -53,10 +53,16 @@ pub struct ProcessReport {
     pub leaks: Vec<Leak>,
     /// In the order they happened.
     pub errors: Vec<HeapErrorReport>,
-    /// Reserved: always empty in this version.
-    pub mappings: Vec<serde_json::Value>,
-    /// Reserved: always empty in this version.
-    pub shared_memory: Vec<serde_json::Value>,
+    /// Memory the program mapped (mmap, mremap, shmat) and never unmapped,
+    /// grouped by kind, stack and object: shared mappings first, then the
+    /// largest. Regions inherited at fork are listed only in the process that
+    /// mapped them, and not at all once any process of the tree unmapped them.
+    #[serde(default)]
+    pub mappings: Vec<Mapping>,
+    /// Shared-memory objects this process created (SysV segments, POSIX
+    /// objects) that nobody removed: they outlive every process.
+    #[serde(default)]
+    pub shared_memory: Vec<SharedMemory>,
     pub summary: Summary,
     /// The scan that classified this process's leaks.
     #[serde(default = "Reachability::none")]
@@ -83,13 +89,21 @@ impl ProcessReport {
 
     /// Whether anything worth reporting was found.
     pub fn has_findings(&self) -> bool {
-        self.leaks.iter().any(|l| l.class != LeakClass::Reachable) || !self.errors.is_empty()
+        self.leaks.iter().any(|l| l.class != LeakClass::Reachable) || !self.errors.is_empty() || self.has_shared_findings()
+    }
+
+    /// Shared mappings never unmapped, or shared-memory objects left behind
+    /// (private mappings never count).
+    pub fn has_shared_findings(&self) -> bool {
+        self.mappings.iter().any(|m| m.shared) || !self.shared_memory.is_empty()
     }
 
     /// Whether `--error-exitcode` applies: heap errors, or leaked memory
     /// (possible leaks only with `count_possible`; reachable memory never).
     pub fn fails(&self, count_possible: bool) -> bool {
-        !self.errors.is_empty() || self.leaks.iter().any(|l| l.class.is_leaked(count_possible))
+        !self.errors.is_empty()
+            || self.leaks.iter().any(|l| l.class.is_leaked(count_possible))
+            || self.has_shared_findings()
     }
 }
 
@@ -180,6 +194,17 @@ pub struct Summary {
     /// Leak records hidden by `--suppressions` (not in `leaks`, not in any total above).
     #[serde(default)]
     pub suppressed: ClassTotals,
+    /// Shared mappings never unmapped (`mappings` entries with `shared: true`):
+    /// their bytes and entries.
+    #[serde(default)]
+    pub mapped_bytes: u64,
+    #[serde(default)]
+    pub mapping_records: u64,
+    /// `shared_memory` entries, and the sum of their sizes.
+    #[serde(default)]
+    pub shared_memory_objects: u64,
+    #[serde(default)]
+    pub shared_memory_bytes: u64,
 }
 
 impl ClassTotals {
@@ -205,10 +230,14 @@ impl Summary {
         self.possible.add(&other.possible);
         self.reachable.add(&other.reachable);
         self.suppressed.add(&other.suppressed);
+        self.mapped_bytes += other.mapped_bytes;
+        self.mapping_records += other.mapping_records;
+        self.shared_memory_objects += other.shared_memory_objects;
+        self.shared_memory_bytes += other.shared_memory_bytes;
     }
 
     pub fn has_findings(&self) -> bool {
-        self.leak_records > 0 || self.errors > 0
+        self.leak_records > 0 || self.errors > 0 || self.mapping_records > 0 || self.shared_memory_objects > 0
     }
 }
 
@@ -299,6 +328,97 @@ pub struct Leak {
     /// existed.
     #[serde(default)]
     pub fingerprint: String,
+}
+
+/// Regions of one kind, mapped from one stack, of one object, still mapped
+/// when the process ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mapping {
+    pub kind: MappingKind,
+    /// Whether other processes can share the memory (every kind but the private ones).
+    pub shared: bool,
+    pub bytes: u64,
+    /// Number of regions (an mmap cut in two by a partial munmap makes two).
+    pub regions: u64,
+    /// Start of the lowest region.
+    #[serde(with = "hex")]
+    pub address: u64,
+    /// Protection when mapped: `"rw-"` and the like.
+    pub prot: String,
+    /// The mapped file (memfd: `/memfd:NAME (deleted)`); null for anonymous memory and SysV segments.
+    pub path: Option<String>,
+    /// SysV attachments: the segment's id and key; null otherwise.
+    pub shmid: Option<i32>,
+    pub key: Option<i32>,
+    /// Where it was mapped, innermost first.
+    pub stack: Vec<Frame>,
+}
+
+/// What a mapping maps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MappingKind {
+    /// `mmap(MAP_SHARED | MAP_ANONYMOUS)`.
+    AnonShared,
+    /// `mmap(MAP_SHARED)` of `/dev/zero`.
+    DevZero,
+    /// A SysV segment attached with `shmat`.
+    SysvShm,
+    /// `mmap(MAP_SHARED)` of a POSIX shared-memory object (a file in /dev/shm).
+    PosixShm,
+    /// `mmap(MAP_SHARED)` of a memfd.
+    Memfd,
+    /// `mmap(MAP_SHARED)` of another file.
+    FileShared,
+    /// `mmap(MAP_PRIVATE | MAP_ANONYMOUS)`.
+    AnonPrivate,
+    /// `mmap(MAP_PRIVATE)` of a file.
+    FilePrivate,
+}
+
+impl MappingKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            MappingKind::AnonShared => "anon-shared",
+            MappingKind::DevZero => "dev-zero",
+            MappingKind::SysvShm => "sysv-shm",
+            MappingKind::PosixShm => "posix-shm",
+            MappingKind::Memfd => "memfd",
+            MappingKind::FileShared => "file-shared",
+            MappingKind::AnonPrivate => "anon-private",
+            MappingKind::FilePrivate => "file-private",
+        }
+    }
+}
+
+/// A shared-memory object created by the process and never removed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedMemory {
+    pub kind: SharedMemoryKind,
+    /// SysV: the key given to shmget (0 for IPC_PRIVATE) and the segment id; null for POSIX.
+    pub key: Option<i32>,
+    pub shmid: Option<i32>,
+    /// POSIX: the name given to shm_open; null for SysV.
+    pub name: Option<String>,
+    /// Size: at the end when it was checked, else when created (SysV).
+    pub bytes: u64,
+    /// Whether it still existed after every traced process ended; null when not checked.
+    pub still_exists: Option<bool>,
+    /// SysV: processes still attached at the end; null when unknown and for POSIX.
+    pub attached: Option<u64>,
+    /// A shell command that removes it.
+    pub remove_command: String,
+    /// Where it was created, innermost first.
+    pub stack: Vec<Frame>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SharedMemoryKind {
+    /// shmget(IPC_CREAT): lives until IPC_RMID (or reboot).
+    Sysv,
+    /// shm_open(O_CREAT): a file in /dev/shm until shm_unlink.
+    Posix,
 }
 
 /// One suppression read from a `--suppressions` file, and the leak records it

@@ -48,7 +48,9 @@
 //! and their lines were given, that matches it; that suppression is credited
 //! with it.
 
-use crate::report::{Allocator, ClassTotals, Frame, Leak, LeakClass, Report, Summary, SuppressionFormat, SuppressionUse};
+use crate::report::{
+    Allocator, ClassTotals, Frame, Leak, LeakClass, Report, Summary, SuppressionFormat, SuppressionUse,
+};
 use std::fmt::{self, Write};
 use std::path::Path;
 
@@ -246,6 +248,15 @@ fn mangled_prefix_forms(pattern: &str) -> Vec<String> {
     if body.contains(['*', '?', '\\']) {
         return Vec::new();
     }
+    // `operator new` and `operator new[]`, often written `_Znw*` to cover
+    // both `_Znwm` (64-bit) and `_Znwj` (32-bit).
+    match body {
+        "nw" => return vec!["operator new(*".into()],
+        "na" => return vec!["operator new[](*".into()],
+        "nwm" => return vec!["operator new(unsigned long*".into()],
+        "nam" => return vec!["operator new[](unsigned long*".into()],
+        _ => {}
+    }
     let (nested, mut rest) = match body.strip_prefix('N') {
         Some(r) => (true, r.trim_start_matches(['K', 'V', 'r'])),
         None => (false, body),
@@ -260,9 +271,13 @@ fn mangled_prefix_forms(pattern: &str) -> Vec<String> {
     let std_only = parts.len();
     while !rest.is_empty() {
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        let Ok(len) = rest[..digits].parse::<usize>() else { return Vec::new() };
+        let Ok(len) = rest[..digits].parse::<usize>() else {
+            return Vec::new();
+        };
         // Cut inside a name by the `*`: not a whole component.
-        let Some(ident) = rest.get(digits..digits + len) else { return Vec::new() };
+        let Some(ident) = rest.get(digits..digits + len) else {
+            return Vec::new();
+        };
         parts.push(ident);
         rest = &rest[digits + len..];
         if !nested && !rest.is_empty() {
@@ -285,7 +300,10 @@ fn mangled_prefix_forms(pattern: &str) -> Vec<String> {
 enum FramePattern {
     Fun(FunPattern),
     Obj(Glob),
-    Src { glob: Glob, line: Option<u32> },
+    Src {
+        glob: Glob,
+        line: Option<u32>,
+    },
     /// `...`: any number of frames, none included.
     Any,
 }
@@ -454,7 +472,9 @@ impl StackFrame<'_> {
             (FramePattern::Obj(g), StackFrame::Real(f)) => g.matches(f.module.as_deref().unwrap_or(UNKNOWN_NAME)),
             (FramePattern::Obj(g), StackFrame::Alloc(_)) => g.matches(UNKNOWN_NAME),
             (FramePattern::Src { glob, line }, StackFrame::Real(f)) => {
-                let Some(file) = f.file.as_deref() else { return false };
+                let Some(file) = f.file.as_deref() else {
+                    return false;
+                };
                 let base = file.rsplit('/').next().unwrap_or(file);
                 (glob.matches(file) || glob.matches(base)) && line.is_none_or(|l| f.line == Some(l))
             }
@@ -551,7 +571,9 @@ pub fn parse(file: &str, text: &str) -> Result<SuppressionFile, ParseError> {
     let (format, entries) = match significant_lines(text).next() {
         None => (None, Vec::new()),
         Some((_, "{")) => (Some(SuppressionFormat::Valgrind), parse_valgrind(file, text)?),
-        Some((_, l)) if l.contains(':') && !is_frame_line(l) => (Some(SuppressionFormat::Lsan), parse_lsan(file, text)?),
+        Some((_, l)) if l.contains(':') && !is_frame_line(l) => {
+            (Some(SuppressionFormat::Lsan), parse_lsan(file, text)?)
+        }
         Some((n, l)) => {
             return Err(ParseError {
                 file: file.into(),
@@ -594,7 +616,10 @@ fn parse_lsan(file: &str, text: &str) -> Result<Vec<Suppression>, ParseError> {
         match kind {
             "leak" => {
                 if pattern.is_empty() {
-                    return Err(err(n, "`leak:` without a pattern (it would hide every leak; write `leak:*` for that)".into()));
+                    return Err(err(
+                        n,
+                        "`leak:` without a pattern (it would hide every leak; write `leak:*` for that)".into(),
+                    ));
                 }
                 out.push(Suppression {
                     name: l.to_string(),
@@ -606,7 +631,10 @@ fn parse_lsan(file: &str, text: &str) -> Result<Vec<Suppression>, ParseError> {
             k if OTHER_SANITIZER_TYPES.contains(&k) => {}
             _ => {
                 let hint = if l == "{" || l == "}" { " (a Valgrind entry in a LeakSanitizer file?)" } else { "" };
-                return Err(err(n, format!("unknown suppression type {kind:?} in {l:?}: expected `leak:PATTERN`{hint}")));
+                return Err(err(
+                    n,
+                    format!("unknown suppression type {kind:?} in {l:?}: expected `leak:PATTERN`{hint}"),
+                ));
             }
         }
     }
@@ -640,12 +668,12 @@ fn parse_valgrind(file: &str, text: &str) -> Result<Vec<Suppression>, ParseError
             return Err(err(n, "unexpected end of file: expected a `Memcheck:Leak`-style `TOOL:KIND` line".into()));
         };
         let Some((tools, kind)) = kind_line.split_once(':').filter(|_| !is_frame_line(kind_line)) else {
-            let why = if is_frame_line(name) || name.contains(':') {
-                " (is the entry's name line missing?)"
-            } else {
-                ""
-            };
-            return Err(err(n, format!("expected a `TOOL:KIND` line such as `Memcheck:Leak`, found {kind_line:?}{why}")));
+            let why =
+                if is_frame_line(name) || name.contains(':') { " (is the entry's name line missing?)" } else { "" };
+            return Err(err(
+                n,
+                format!("expected a `TOOL:KIND` line such as `Memcheck:Leak`, found {kind_line:?}{why}"),
+            ));
         };
         let tools: Vec<&str> = tools.split(',').map(str::trim).collect();
         if tools.iter().any(|t| t.eq_ignore_ascii_case("memcheck") && *t != "Memcheck") {
@@ -713,7 +741,10 @@ fn parse_frame(l: &str) -> Result<FramePattern, String> {
     if let Some(s) = l.strip_prefix("src:") {
         let (name, line) = match s.rsplit_once(':') {
             Some((name, n)) => {
-                let line = n.trim().parse::<u32>().map_err(|_| format!("{l:?}: the line after `src:FILE:` is not a number"))?;
+                let line = n
+                    .trim()
+                    .parse::<u32>()
+                    .map_err(|_| format!("{l:?}: the line after `src:FILE:` is not a number"))?;
                 (name, Some(line).filter(|&l| l != 0))
             }
             None => (s, None),
@@ -792,7 +823,7 @@ impl Suppressions {
 
 /// Sets a process's leak totals from its `leaks`, as `analyse_process` does:
 /// `leaked_*` over every class but reachable, and per class.
-fn count_leaks(s: &mut Summary, leaks: &[Leak]) {
+pub(crate) fn count_leaks(s: &mut Summary, leaks: &[Leak]) {
     let totals = |keep: &dyn Fn(LeakClass) -> bool| {
         let mut t = ClassTotals::default();
         for l in leaks.iter().filter(|l| keep(l.class)) {
@@ -965,7 +996,12 @@ mod tests {
             vec![
                 frame(Some("make_record"), Some(("/src/app/rec.c", 16)), Some("/opt/app/bin/prog"), false),
                 frame(Some("main"), Some(("/src/app/rec.c", 28)), Some("/opt/app/bin/prog"), false),
-                frame(Some("__libc_start_call_main"), Some(("../sysdeps/nptl/libc_start_call_main.h", 58)), Some("/usr/lib/x86_64-linux-gnu/libc.so.6"), false),
+                frame(
+                    Some("__libc_start_call_main"),
+                    Some(("../sysdeps/nptl/libc_start_call_main.h", 58)),
+                    Some("/usr/lib/x86_64-linux-gnu/libc.so.6"),
+                    false,
+                ),
             ],
         )
     }
@@ -1071,7 +1107,10 @@ mod tests {
     fn lsan_matches_cxx_and_rust_demangled_names() {
         let cxx = leak(
             Allocator::New,
-            vec![f("std::vector<int, std::allocator<int> >::_M_realloc_insert(int const&)"), f("store::Cache::fill(int)")],
+            vec![
+                f("std::vector<int, std::allocator<int> >::_M_realloc_insert(int const&)"),
+                f("store::Cache::fill(int)"),
+            ],
         );
         assert!(lsan("store::Cache::fill").matches(&cxx));
         assert!(lsan("^store::Cache::*(int)$").matches(&cxx));
@@ -1080,7 +1119,12 @@ mod tests {
         let rust = leak(
             Allocator::Malloc,
             vec![
-                frame(Some("alloc::alloc::alloc"), Some(("/rustc/abc/library/alloc/src/alloc.rs", 95)), Some("/tmp/prog"), true),
+                frame(
+                    Some("alloc::alloc::alloc"),
+                    Some(("/rustc/abc/library/alloc/src/alloc.rs", 95)),
+                    Some("/tmp/prog"),
+                    true,
+                ),
                 f("<alloc::vec::Vec<T> as core::clone::Clone>::clone"),
                 f("leaky::cache::Cache::insert"),
             ],
@@ -1191,7 +1235,10 @@ mod tests {
         // Inlined frames are frames of their own, sharing their caller's module.
         let inl = leak(
             Allocator::Malloc,
-            vec![frame(Some("helper"), None, Some("/lib/libx.so"), true), frame(Some("outer"), None, Some("/lib/libx.so"), false)],
+            vec![
+                frame(Some("helper"), None, Some("/lib/libx.so"), true),
+                frame(Some("outer"), None, Some("/lib/libx.so"), false),
+            ],
         );
         assert!(vg("fun:malloc\nobj:/lib/libx.so\nobj:/lib/libx.so").matches(&inl));
         assert!(vg("fun:malloc\nfun:helper\nfun:outer").matches(&inl));
@@ -1212,11 +1259,20 @@ mod tests {
     fn valgrind_mangled_names_are_demangled() {
         let cxx = leak(
             Allocator::New,
-            vec![f("store::Cache::fill(int)"), f("std::vector<int, std::allocator<int> >::push_back(int const&)"), f("main")],
+            vec![
+                f("store::Cache::fill(int)"),
+                f("std::vector<int, std::allocator<int> >::push_back(int const&)"),
+                f("main"),
+            ],
         );
-        assert!(vg("fun:_Znwm\nfun:_ZN5store5Cache4fillEi\nfun:_ZNSt6vectorIiSaIiEE9push_backERKi\nfun:main").matches(&cxx));
+        assert!(
+            vg("fun:_Znwm\nfun:_ZN5store5Cache4fillEi\nfun:_ZNSt6vectorIiSaIiEE9push_backERKi\nfun:main").matches(&cxx)
+        );
         assert!(!vg("fun:_Znwm\nfun:_ZN5store5Cache4fillEi\nfun:main").matches(&cxx), "push_back comes before main");
-        assert!(vg("fun:operator new(unsigned long)\nfun:store::Cache::fill(int)").matches(&cxx), "demangled works too");
+        assert!(
+            vg("fun:operator new(unsigned long)\nfun:store::Cache::fill(int)").matches(&cxx),
+            "demangled works too"
+        );
         assert!(vg("fun:_ZnwmRKSt9nothrow_t\nfun:store::Cache::fill*").matches(&cxx), "any operator new form");
         assert!(!vg("fun:_Znam").matches(&cxx), "new[] is not new");
         assert!(!vg("fun:_Znwm\nfun:_ZN5store5Cache4fillEl").matches(&cxx), "fill(long) is another function");
@@ -1228,12 +1284,18 @@ mod tests {
         assert!(!vg("fun:_Znwm\nfun:_ZN5store5Cach*").matches(&cxx), "a cut component is not translated");
         assert!(vg("fun:_Znwm\n...\nfun:_ZNSt6vector*").matches(&cxx));
         assert!(vg("fun:_Znwm\n...\nfun:_ZNKSt6vector*").matches(&cxx), "const member prefix");
+        assert!(vg("fun:_Znw*\nfun:store::*").matches(&cxx), "operator new, any size type");
+        assert!(vg("fun:_Znwm*").matches(&cxx));
+        assert!(!vg("fun:_Zna*").matches(&cxx), "operator new[] is another function");
+        assert!(vg("fun:_Zna*").matches(&leak(Allocator::NewArray, vec![f("main")])));
+        assert!(vg("fun:_Znam*").matches(&leak(Allocator::NewArray, vec![f("main")])));
         let plain = leak(Allocator::Malloc, vec![f("make(int)"), f("main")]);
         assert!(vg("fun:malloc\nfun:_Z4makei").matches(&plain));
         assert!(vg("fun:malloc\nfun:_Z4make*").matches(&plain));
         assert!(!vg("fun:malloc\nfun:_Z3mak*").matches(&plain));
         // Rust legacy and v0 names.
-        let rust = leak(Allocator::Malloc, vec![f("core::ptr::drop_in_place"), f("leaky::cache::Cache::insert"), f("main")]);
+        let rust =
+            leak(Allocator::Malloc, vec![f("core::ptr::drop_in_place"), f("leaky::cache::Cache::insert"), f("main")]);
         assert!(vg("fun:malloc\nfun:_ZN4core3ptr13drop_in_place17h0123456789abcdefE").matches(&rust));
         assert!(vg("fun:malloc\nfun:_ZN4core3ptr*\nfun:_ZN5leaky5cache*").matches(&rust));
         assert!(vg("fun:malloc\n...\nfun:leaky::cache::Cache::insert").matches(&rust));
@@ -1243,7 +1305,8 @@ mod tests {
     fn demangled_patterns_from_generation_match_literally() {
         let cxx = leak(Allocator::New, vec![f("take(char*, int)"), f("main")]);
         assert!(vg(&format!("fun:_Znwm\nfun:{}", escape("take(char*, int)"))).matches(&cxx));
-        assert!(!vg(&format!("fun:_Znwm\nfun:{}", escape("take(char*)"))).matches(&leak(Allocator::New, vec![f("take(char, int)")])));
+        assert!(!vg(&format!("fun:_Znwm\nfun:{}", escape("take(char*)")))
+            .matches(&leak(Allocator::New, vec![f("take(char, int)")])));
     }
 
     #[test]
@@ -1322,7 +1385,11 @@ mod tests {
             ("{\n n\n Memcheck:Leak\n fun:malloc\n", 1, "not closed"),
             ("{\n n\n Memcheck:Leak\n}\n", 4, "without frame lines"),
             ("{\n n\n Memcheck:Leak\n ...\n ...\n}\n", 6, "only `...`"),
-            ("{\n n\n Memcheck:Leak\n match-leak-kinds: definitely\n fun:malloc\n}\n", 4, "unknown leak kind \"definitely\""),
+            (
+                "{\n n\n Memcheck:Leak\n match-leak-kinds: definitely\n fun:malloc\n}\n",
+                4,
+                "unknown leak kind \"definitely\"",
+            ),
             ("{\n n\n Memcheck:Leak\n fun:malloc\n match-leak-kinds: all\n}\n", 5, "right after"),
             ("{\n Memcheck:Leak\n fun:malloc\n}\n", 3, "name line missing"),
             ("{\n n\n memcheck:Leak\n fun:malloc\n}\n", 3, "spelt `Memcheck`"),
@@ -1377,7 +1444,8 @@ mod tests {
         let b = sized(40, 1, LeakClass::Definite, vec![f("beta"), f("main")]);
         let c = sized(7, 1, LeakClass::Reachable, vec![f("gamma"), f("main")]);
         let d = sized(5, 1, LeakClass::Indirect, vec![f("alpha"), f("other")]);
-        let processes = vec![process(10, vec![a.clone(), b.clone(), c.clone()]), process(11, vec![d.clone(), b.clone()])];
+        let processes =
+            vec![process(10, vec![a.clone(), b.clone(), c.clone()]), process(11, vec![d.clone(), b.clone()])];
         let summary = crate::total(&processes);
         let mut r = Report { schema: SCHEMA.into(), tool: Tool::default(), processes, summary, suppressions: vec![] };
         assert_eq!(r.summary.leaked_bytes, 100 + 40 + 5 + 40);
@@ -1427,7 +1495,11 @@ mod tests {
         Suppressions::new([&parse("l", "leak:alpha\n").unwrap()]).apply(&mut r);
         let p = &r.processes[0];
         assert_eq!(p.leaks.len(), 2);
-        assert_eq!((p.summary.leaked_bytes, p.summary.leaked_blocks, p.summary.leak_records), (40, 1, 1), "reachable is not leaked");
+        assert_eq!(
+            (p.summary.leaked_bytes, p.summary.leaked_blocks, p.summary.leak_records),
+            (40, 1, 1),
+            "reachable is not leaked"
+        );
         assert_eq!(p.summary.definite, ClassTotals::default());
         assert_eq!(p.summary.possible, ClassTotals { bytes: 40, blocks: 1, records: 1 });
         assert_eq!(p.summary.reachable, ClassTotals { bytes: 7, blocks: 1, records: 1 });
@@ -1516,7 +1588,10 @@ mod tests {
             assert!(e.matches(l), "{} should match its own leak\n{text}", e.name);
         }
         let deep_entry = text.split("{\n").nth(3).unwrap();
-        assert_eq!(deep_entry.lines().filter(|l| l.starts_with("   fun:") || l.starts_with("   obj:")).count(), GENERATED_FRAMES);
+        assert_eq!(
+            deep_entry.lines().filter(|l| l.starts_with("   fun:") || l.starts_with("   obj:")).count(),
+            GENERATED_FRAMES
+        );
         // It does not hide a record allocated elsewhere.
         assert!(!file.entries[0].matches(&leak(Allocator::Malloc, vec![f("other"), f("main")])));
         assert!(!file.entries[1].matches(&leak(Allocator::New, vec![f("store::Cache::fill(int)"), f("main")])));
@@ -1534,7 +1609,12 @@ mod tests {
         let l = leak(
             Allocator::Malloc,
             vec![
-                frame(Some("__strdup"), Some(("./string/strdup.c", 42)), Some("/usr/lib/x86_64-linux-gnu/libc.so.6"), false),
+                frame(
+                    Some("__strdup"),
+                    Some(("./string/strdup.c", 42)),
+                    Some("/usr/lib/x86_64-linux-gnu/libc.so.6"),
+                    false,
+                ),
                 frame(Some("make_record"), Some(("/src/rec.c", 16)), Some("/tmp/prog"), false),
             ],
         );

@@ -79,6 +79,7 @@ fn process(pid: u32, blocks: Vec<Block>) -> ProcessTrace {
         errors: vec![],
         stats: Stats { allocs: 100, frees: 90, ..Default::default() },
         scan: Default::default(),
+        maps: Default::default(),
     }
 }
 
@@ -168,7 +169,7 @@ fn nothing_to_symbolize_makes_no_call() {
 #[test]
 fn max_frames_clips_shown_stacks_not_grouping() {
     let p = process(7, vec![block(0x10, 10, AllocKind::Malloc, 1, 0), block(0x20, 10, AllocKind::Malloc, 2, 0)]);
-    let r = analyse_process(&p, &mut FakeSym::default(), &Options { max_frames: Some(1) });
+    let r = analyse_process(&p, &mut FakeSym::default(), &Options { max_frames: Some(1), ..Default::default() });
     assert_eq!(r.leaks.len(), 2);
     assert!(r.leaks.iter().all(|l| l.stack.len() == 1));
 }

@@ -99,6 +99,10 @@ pub struct OutputArgs {
     /// Count possibly-lost memory as leaked for --error-exitcode.
     #[arg(long)]
     pub fail_on_possible: bool,
+    /// List private mappings never unmapped in the text report too (shared ones
+    /// are always listed; the JSON always has both).
+    #[arg(long)]
+    pub show_mappings: bool,
     /// Also list, for each forked process, the blocks it inherited from its parent (never counted as its leaks).
     #[arg(long)]
     pub show_inherited: bool,

@@ -23,7 +23,7 @@ pub struct Watcher {
 impl Watcher {
     pub fn start(dir: PathBuf, out: &OutputArgs) -> Watcher {
         let stop = Arc::new(AtomicBool::new(false));
-        let opts = TextOptions { show_reachable: out.show_reachable };
+        let opts = TextOptions { show_reachable: out.show_reachable, show_mappings: out.show_mappings };
         let color = out.color.choice();
         let flag = stop.clone();
         let thread = std::thread::spawn(move || watch(&dir, &flag, &opts, color));

@@ -26,7 +26,8 @@ pub fn run(args: &DiffArgs) -> Result<i32> {
             let mut o = std::io::stdout().lock();
             o.write_all(d.to_json().as_bytes()).and_then(|_| o.flush()).context("cannot write the diff to stdout")?;
         } else {
-            std::fs::write(path, d.to_json()).with_context(|| format!("cannot write the diff to {}", path.display()))?;
+            std::fs::write(path, d.to_json())
+                .with_context(|| format!("cannot write the diff to {}", path.display()))?;
         }
     }
     Ok(match args.error_exitcode {
@@ -48,7 +49,10 @@ fn load(path: &Path) -> Result<LeakSet, Fail> {
         Fail::new(FAILURE, format!("{} is neither a leakscope trace nor a JSON report or baseline", path.display()))
     })?;
     let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-        Fail::new(FAILURE, format!("{} is neither a leakscope trace nor a JSON report or baseline: {e}", path.display()))
+        Fail::new(
+            FAILURE,
+            format!("{} is neither a leakscope trace nor a JSON report or baseline: {e}", path.display()),
+        )
     })?;
     let schema = v.get("schema").and_then(|s| s.as_str()).unwrap_or("");
     if schema.starts_with("leakscope-report/") {

@@ -51,6 +51,7 @@ mod tests {
                 errors: vec![],
                 stats: Stats { allocs: 1, frees: 0, ..Default::default() },
                 scan: Default::default(),
+                maps: Default::default(),
             }],
         }
     }

@@ -20,6 +20,7 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         (OsString::from("LD_PRELOAD"), preload_path::ld_preload_value(&lib, std::env::var_os("LD_PRELOAD"))),
         (OsString::from(SESSION_ENV), session.path().as_os_str().to_os_string()),
     ];
+    env.push((OsString::from("LEAKSCOPE_FREE_STACKS"), OsString::from(&args.free_stacks)));
     let watcher = args.check_on_signal.map(|signal| {
         env.push((OsString::from("LEAKSCOPE_CHECK_SIGNAL"), OsString::from(signal.to_string())));
         crate::checks::Watcher::start(session.path().to_path_buf(), &args.out)
@@ -34,6 +35,7 @@ pub fn run(args: &RunArgs) -> Result<i32> {
 
     let collected = collect::collect(session.path(), Some((pid, status))).map(|mut c| {
         reaper::apply_endings(&mut c.trace, &reaper::reaped());
+        crate::shm_end::check(&mut c.trace);
         c
     });
     if let Err(e) = session.remove() {

@@ -83,7 +83,8 @@ fn ids_from_name(path: &Path) -> Option<(u32, u32)> {
     Some((pid.parse().ok()?, idx.parse().ok()?))
 }
 
-fn empty_process(pid: u32, exec_index: u32) -> ProcessTrace {
+/// A process with nothing known about it (also a base for tests elsewhere).
+pub(crate) fn empty_process(pid: u32, exec_index: u32) -> ProcessTrace {
     ProcessTrace {
         pid,
         parent_pid: 0,
@@ -98,6 +99,7 @@ fn empty_process(pid: u32, exec_index: u32) -> ProcessTrace {
         errors: Vec::new(),
         stats: Stats::default(),
         scan: Default::default(),
+        maps: Default::default(),
     }
 }
 

@@ -43,12 +43,14 @@ pub fn write(report: &Report, out: &OutputArgs, baseline_text: &str, problems: &
             read_sources: true,
         };
         problems.check(
-            html::write(report, path, &opts).with_context(|| format!("cannot write the HTML report to {}", path.display())),
+            html::write(report, path, &opts)
+                .with_context(|| format!("cannot write the HTML report to {}", path.display())),
         );
     }
     if let Some(path) = &ex.flamegraph {
         problems.check(
-            flamegraph::write(report, path).with_context(|| format!("cannot write the flame graph to {}", path.display())),
+            flamegraph::write(report, path)
+                .with_context(|| format!("cannot write the flame graph to {}", path.display())),
         );
     }
     if let Some(path) = &ex.pprof {

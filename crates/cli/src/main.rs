@@ -6,6 +6,7 @@ mod checks;
 mod cmd_diff;
 mod cmd_report;
 mod cmd_run;
+mod cmd_snapshot;
 mod collect;
 mod elf;
 mod export_args;
@@ -17,9 +18,11 @@ mod pipeline;
 mod preload_path;
 mod process_tree;
 mod reaper;
+mod render_maps;
 mod render_text;
 mod resolve;
 mod session_dir;
+mod shm_end;
 mod suppressions;
 mod stats;
 
@@ -31,6 +34,7 @@ fn main() {
         args::Command::Run(a) => cmd_run::run(a),
         args::Command::Report(a) => cmd_report::run(a),
         args::Command::Diff(a) => cmd_diff::run(a),
+        args::Command::Snapshot(a) => cmd_snapshot::run(a),
     };
     let code = match result {
         Ok(code) => code,

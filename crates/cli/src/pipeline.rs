@@ -51,7 +51,7 @@ pub fn report_with<S: Symbolize + ?Sized>(
             p.add_note(n.note.clone());
         }
     }
-    let text_opts = render_text::TextOptions { show_reachable: out.show_reachable };
+    let text_opts = render_text::TextOptions { show_reachable: out.show_reachable, show_mappings: out.show_mappings };
     crate::suppressions::apply(&mut report, &out.suppress);
     let baseline = crate::export_out::apply_baseline(&mut report, out, problems);
     let suppressions = crate::suppressions::finish(&report, &out.suppress, out.show_reachable, problems);

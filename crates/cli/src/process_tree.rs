@@ -124,7 +124,8 @@ pub fn render(out: &mut String, tag: &str, ps: &[ProcessReport], tree: &Tree) {
             f
         };
         let incomplete = if p.complete { "" } else { " (incomplete, see its notes)" };
-        let _ = writeln!(out, "{tag}   {prefix}{what}: {}; {found}{incomplete}", describe_exit(p.exit));
+        let shared = crate::render_maps::tree_note(s);
+        let _ = writeln!(out, "{tag}   {prefix}{what}: {}; {found}{shared}{incomplete}", describe_exit(p.exit));
     }
 }
 
@@ -142,7 +143,6 @@ fn command(p: &ProcessReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use leakscope_analyse::report::*;
 
     fn p(pid: u32, parent_pid: u32, exec_index: u32, argv: &[&str], exit: Exit) -> ProcessReport {
         let json = serde_json::json!({

@@ -115,7 +115,15 @@ pub fn wait_for_descendants(prog: &str) -> Vec<u32> {
     let started = Instant::now();
     let mut told = false;
     let mut pause = Duration::from_millis(1);
-    loop {
+    // SIGINT (ignored while the program ran) now means: stop waiting.
+    // SAFETY: installing a handler that only stores to an atomic.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = stop_waiting as extern "C" fn(libc::c_int) as usize;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(libc::SIGINT, &sa, std::ptr::null_mut());
+    }
+    let still_running = loop {
         let mut raw = 0;
         // SAFETY: raw is a valid out pointer.
         let r = unsafe { libc::waitpid(-1, &mut raw, libc::WNOHANG) };
@@ -129,12 +137,10 @@ pub fn wait_for_descendants(prog: &str) -> Vec<u32> {
         }
         if r < 0 {
             // ECHILD: no descendant is left.
-            restore_sigint(told);
-            return Vec::new();
+            break Vec::new();
         }
         if STOP.load(Ordering::SeqCst) || crate::launch::termination_requested() {
-            restore_sigint(told);
-            return children();
+            break children();
         }
         if !told && started.elapsed() >= QUIET_WAIT {
             told = true;
@@ -148,25 +154,14 @@ pub fn wait_for_descendants(prog: &str) -> Vec<u32> {
                 "leakscope: {prog} has ended; waiting for the processes it left running{list}. \
                  Interrupt leakscope (Ctrl-C) to report them as they are now."
             );
-            // SAFETY: installing a handler that only stores to an atomic.
-            unsafe {
-                let mut sa: libc::sigaction = std::mem::zeroed();
-                sa.sa_sigaction = stop_waiting as extern "C" fn(libc::c_int) as usize;
-                libc::sigemptyset(&mut sa.sa_mask);
-                libc::sigaction(libc::SIGINT, &sa, std::ptr::null_mut());
-            }
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(20));
-    }
-}
-
-fn restore_sigint(installed: bool) {
-    if installed {
-        // Back to ignoring it until the report is written (see `launch`).
-        // SAFETY: plain signal() call.
-        unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
-    }
+    };
+    // Back to ignoring SIGINT until the report is written (see `launch`).
+    // SAFETY: plain signal() call.
+    unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
+    still_running
 }
 
 /// leakscope's children (its own and adopted orphans), from /proc.
@@ -196,24 +191,10 @@ pub fn apply_endings(trace: &mut Trace, reaped: &[Reaped]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use leakscope_format::model::{ProcessTrace, Stats};
+    use leakscope_format::model::ProcessTrace;
 
     fn p(pid: u32, exec_index: u32, ending: Ending) -> ProcessTrace {
-        ProcessTrace {
-            pid,
-            parent_pid: 1,
-            exec_index,
-            argv: vec![],
-            exe: String::new(),
-            ending,
-            finalized: false,
-            modules: vec![],
-            stacks: vec![vec![]],
-            blocks: vec![],
-            errors: vec![],
-            stats: Stats::default(),
-            scan: Default::default(),
-        }
+        ProcessTrace { ending, ..crate::collect::empty_process(pid, exec_index) }
     }
 
     #[test]

@@ -14,6 +14,8 @@ const YELLOW: Style = Style::new().fg_color(Some(anstyle::Color::Ansi(AnsiColor:
 pub struct TextOptions {
     /// List still-reachable records too (else one summary line).
     pub show_reachable: bool,
+    /// List private mappings never unmapped too (shared ones always are).
+    pub show_mappings: bool,
 }
 
 /// The whole text report.
@@ -41,6 +43,7 @@ pub fn render_with(report: &Report, opts: &TextOptions) -> String {
             report.processes.len(),
             summary_counts(s)
         );
+        crate::render_maps::summary(&mut out, "", s);
     }
     out
 }
@@ -94,11 +97,13 @@ fn render_process(out: &mut String, p: &ProcessReport, several: bool, opts: &Tex
         );
         render_stack(out, &l.stack);
     }
-    if p.has_findings() || !p.inherited.is_empty() {
+    crate::render_maps::render(out, &tag, p, opts.show_mappings);
+    if p.has_findings() || !p.inherited.is_empty() || (opts.show_mappings && !p.mappings.is_empty()) {
         out.push('\n');
     }
     let _ = writeln!(out, "{tag} {BOLD}SUMMARY: leakscope: {}{BOLD:#}", summary_counts(&p.summary));
     render_class_totals(out, &tag, p, opts);
+    crate::render_maps::summary(out, &tag, &p.summary);
     if p.summary.runtime_kept_blocks > 0 {
         let _ = writeln!(
             out,

@@ -12,15 +12,14 @@ use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug, Clone, Default)]
-#[command(next_help_heading = "Suppressions")]
 pub struct SuppressArgs {
     /// Hide the leaks that a suppression in FILE matches: a LeakSanitizer file (`leak:PATTERN` lines) or a
     /// Valgrind one (`{ ... Memcheck:Leak ... }` entries). Repeatable. The report says what each one hid.
-    #[arg(long = "suppressions", value_name = "FILE", value_parser = parse_file_arg)]
+    #[arg(long = "suppressions", value_name = "FILE", value_parser = parse_file_arg, help_heading = "Suppressions")]
     pub files: Vec<SuppressionFile>,
     /// Print a ready Valgrind-style suppression entry for each leak record reported, after the text report;
     /// with =FILE, write them to FILE instead ('-' for stdout).
-    #[arg(long, value_name = "FILE", num_args = 0..=1, require_equals = true)]
+    #[arg(long, value_name = "FILE", num_args = 0..=1, require_equals = true, help_heading = "Suppressions")]
     pub gen_suppressions: Option<Option<PathBuf>>,
 }
 
@@ -78,7 +77,8 @@ pub fn render_used(out: &mut String, report: &Report) {
         let w = |f: fn(&leakscope_analyse::report::SuppressionUse) -> u64, title: &str| {
             used.iter().map(|u| f(u).to_string().len()).max().unwrap_or(0).max(title.len())
         };
-        let (wr, wk, wb) = (w(|u| u.matched_records, "records"), w(|u| u.matched_blocks, "blocks"), w(|u| u.matched_bytes, "bytes"));
+        let (wr, wk, wb) =
+            (w(|u| u.matched_records, "records"), w(|u| u.matched_blocks, "blocks"), w(|u| u.matched_bytes, "bytes"));
         let _ = writeln!(out, "  {:>wr$}  {:>wk$}  {:>wb$}  suppression", "records", "blocks", "bytes");
         for u in &used {
             let _ = writeln!(
@@ -160,7 +160,9 @@ mod tests {
         std::fs::write(&bad, "leak:foo\nwhat:is this\n").unwrap();
         let (g, v, b) = (good.to_str().unwrap(), vg.to_str().unwrap(), bad.to_str().unwrap());
 
-        let cli = parse(&["run", "--suppressions", g, &format!("--suppressions={v}"), "--gen-suppressions", "--", "./p"]).unwrap();
+        let cli =
+            parse(&["run", "--suppressions", g, &format!("--suppressions={v}"), "--gen-suppressions", "--", "./p"])
+                .unwrap();
         let crate::args::Command::Run(r) = cli.command else { panic!() };
         assert_eq!(r.out.suppress.files.len(), 2);
         assert_eq!(r.out.suppress.files[1].entries[0].name, "n");

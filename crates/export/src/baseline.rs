@@ -76,13 +76,16 @@ impl Baseline {
             }
         }
         let mut leaks: Vec<Entry> = by_fp.into_values().collect();
-        leaks.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(b.blocks.cmp(&a.blocks)).then(a.fingerprint.cmp(&b.fingerprint)));
+        leaks.sort_by(|a, b| {
+            b.bytes.cmp(&a.bytes).then(b.blocks.cmp(&a.blocks)).then(a.fingerprint.cmp(&b.fingerprint))
+        });
         Baseline { schema: SCHEMA.into(), tool: Tool::default(), leaks }
     }
 
     /// Reads a baseline file, or a leakscope JSON report as the baseline of its leaks.
     pub fn load(path: &Path) -> Result<Baseline, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read baseline {}: {e}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("cannot read baseline {}: {e}", path.display()))?;
         Baseline::parse(&text).map_err(|e| format!("baseline {}: {e}", path.display()))
     }
 
@@ -160,7 +163,12 @@ pub fn apply(report: &mut Report, baseline: &Baseline) -> Outcome {
 /// `s` less one record of `class`. Goes through the summary's JSON so that
 /// per-class totals, when the model has them (`"definite": {"bytes", ...}`),
 /// are kept right without this module naming them.
-fn subtract(s: &leakscope_analyse::report::Summary, class: &str, bytes: u64, blocks: u64) -> leakscope_analyse::report::Summary {
+fn subtract(
+    s: &leakscope_analyse::report::Summary,
+    class: &str,
+    bytes: u64,
+    blocks: u64,
+) -> leakscope_analyse::report::Summary {
     let mut v = serde_json::to_value(s).expect("a summary serialises");
     let dec = |v: &mut serde_json::Value, key: &str, n: u64| {
         if let Some(x) = v.get_mut(key).and_then(|x| x.as_u64()) {

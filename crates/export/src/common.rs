@@ -78,8 +78,8 @@ pub fn command_line(p: &ProcessReport) -> String {
     p.argv
         .iter()
         .map(|a| {
-            let plain =
-                !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%^".contains(c) || !c.is_ascii());
+            let plain = !a.is_empty()
+                && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%^".contains(c) || !c.is_ascii());
             if plain {
                 a.clone()
             } else {
@@ -119,12 +119,9 @@ pub fn error_title(e: &HeapErrorReport) -> String {
     let by = if e.release == Release::Free { String::new() } else { format!(" by {}", e.release.name()) };
     match e.kind {
         HeapErrorKind::DoubleFree => match &e.block {
-            Some(b) => format!(
-                "double free of {:#x}{by} ({}-byte block from {})",
-                e.address,
-                b.bytes,
-                b.allocator.name()
-            ),
+            Some(b) => {
+                format!("double free of {:#x}{by} ({}-byte block from {})", e.address, b.bytes, b.allocator.name())
+            }
             None => format!("double free of {:#x}{by}", e.address),
         },
         HeapErrorKind::InvalidFree => {

@@ -130,8 +130,10 @@ pub struct Diff {
 }
 
 pub fn diff(old: &LeakSet, new: &LeakSet) -> Diff {
-    let mut new_leaks: Vec<Entry> = new.leaks.values().filter(|e| !old.leaks.contains_key(&e.fingerprint)).cloned().collect();
-    let mut fixed_leaks: Vec<Entry> = old.leaks.values().filter(|e| !new.leaks.contains_key(&e.fingerprint)).cloned().collect();
+    let mut new_leaks: Vec<Entry> =
+        new.leaks.values().filter(|e| !old.leaks.contains_key(&e.fingerprint)).cloned().collect();
+    let mut fixed_leaks: Vec<Entry> =
+        old.leaks.values().filter(|e| !new.leaks.contains_key(&e.fingerprint)).cloned().collect();
     let mut changed_leaks = Vec::new();
     let mut unchanged = 0;
     for (fp, n) in &new.leaks {
@@ -151,18 +153,29 @@ pub fn diff(old: &LeakSet, new: &LeakSet) -> Diff {
             stack: if n.stack.is_empty() { o.stack.clone() } else { n.stack.clone() },
         });
     }
-    let by_size = |a: &Entry, b: &Entry| b.bytes.cmp(&a.bytes).then(b.blocks.cmp(&a.blocks)).then(a.fingerprint.cmp(&b.fingerprint));
+    let by_size = |a: &Entry, b: &Entry| {
+        b.bytes.cmp(&a.bytes).then(b.blocks.cmp(&a.blocks)).then(a.fingerprint.cmp(&b.fingerprint))
+    };
     new_leaks.sort_by(by_size);
     fixed_leaks.sort_by(by_size);
     let growth = |c: &Changed| c.new.bytes as i128 - c.old.bytes as i128;
     changed_leaks.sort_by(|a, b| growth(b).cmp(&growth(a)).then(a.fingerprint.cmp(&b.fingerprint)));
-    Diff { schema: SCHEMA.into(), old: old.totals(), new: new.totals(), new_leaks, fixed_leaks, changed_leaks, unchanged }
+    Diff {
+        schema: SCHEMA.into(),
+        old: old.totals(),
+        new: new.totals(),
+        new_leaks,
+        fixed_leaks,
+        changed_leaks,
+        unchanged,
+    }
 }
 
 impl Diff {
     /// Whether NEW has leaks OLD did not, or known ones grew.
     pub fn is_worse(&self) -> bool {
-        !self.new_leaks.is_empty() || self.changed_leaks.iter().any(|c| c.new.bytes > c.old.bytes || c.new.blocks > c.old.blocks)
+        !self.new_leaks.is_empty()
+            || self.changed_leaks.iter().any(|c| c.new.bytes > c.old.bytes || c.new.blocks > c.old.blocks)
     }
 
     pub fn render_text(&self) -> String {
@@ -238,7 +251,12 @@ mod tests {
         p.leaks[0].bytes = 80; // the new[] record grew
         p.leaks[0].blocks = 4;
         p.leaks.remove(1); // the strdup leak was fixed
-        let extra = testdata::leak(24, 1, Allocator::Malloc, vec![testdata::frame(0x5555_0000_1700, testdata::EXE, Some("brand_new"), Some((testdata::SRC, 50)), false)]);
+        let extra = testdata::leak(
+            24,
+            1,
+            Allocator::Malloc,
+            vec![testdata::frame(0x5555_0000_1700, testdata::EXE, Some("brand_new"), Some((testdata::SRC, 50)), false)],
+        );
         p.leaks.push(extra);
         for p in &mut new.processes {
             leakscope_analyse::fingerprint::assign(&mut p.leaks);
@@ -254,8 +272,16 @@ mod tests {
         assert!(d.is_worse());
         let text = d.render_text();
         assert!(text.starts_with("leakscope diff: 1 new, 1 fixed, 1 changed, 2 unchanged leak records"), "{text}");
-        assert!(text.contains("\nnew: 24 bytes in 1 block allocated with malloc at brand_new /src/leaky.c:50 in leaky ["), "{text}");
-        assert!(text.contains("\nchanged: 40 -> 80 bytes, 2 -> 4 blocks allocated with new[] at inner_inlined /src/leaky.c:8"), "{text}");
+        assert!(
+            text.contains("\nnew: 24 bytes in 1 block allocated with malloc at brand_new /src/leaky.c:50 in leaky ["),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "\nchanged: 40 -> 80 bytes, 2 -> 4 blocks allocated with new[] at inner_inlined /src/leaky.c:8"
+            ),
+            "{text}"
+        );
         let back: Diff = serde_json::from_str(&d.to_json()).unwrap();
         assert_eq!(back, d);
         let same = diff(&LeakSet::from_report(&old), &LeakSet::from_report(&old));

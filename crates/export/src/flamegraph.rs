@@ -32,7 +32,17 @@ pub fn folded(report: &Report) -> Vec<String> {
 
 /// Frame names may not hold the folded format's separators.
 fn clean(name: &str) -> String {
-    name.chars().map(|c| if c == ';' { ':' } else if c.is_control() { ' ' } else { c }).collect()
+    name.chars()
+        .map(|c| {
+            if c == ';' {
+                ':'
+            } else if c.is_control() {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 /// The flame graph as an SVG document. `title` defaults to "Leaked bytes by
@@ -87,7 +97,10 @@ mod tests {
         assert!(lines.contains(&"leaky (pid 100);main;libnosym.so+0x3000;[calloc] 10".to_string()), "{lines:#?}");
         let mut one = r.clone();
         one.processes.truncate(1);
-        assert!(folded(&one).contains(&"main;make_record;__strdup;[malloc] 13".to_string()), "no root frame for one process");
+        assert!(
+            folded(&one).contains(&"main;make_record;__strdup;[malloc] 13".to_string()),
+            "no root frame for one process"
+        );
         // reachable memory is not leaked
         assert!(!lines.iter().any(|l| l.contains("keep_forever")), "{lines:#?}");
     }

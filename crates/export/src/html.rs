@@ -47,7 +47,7 @@ fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -176,7 +176,11 @@ fn summary(h: &mut String, report: &Report, opts: &HtmlOptions) {
              <th class=\"n\">Bytes</th></tr></thead><tbody>",
         );
         for (class, (records, blocks, bytes)) in &by_class {
-            let note = if class == "reachable" { " <span class=\"muted\">(still referenced: not counted as leaked)</span>" } else { "" };
+            let note = if class == "reachable" {
+                " <span class=\"muted\">(still referenced: not counted as leaked)</span>"
+            } else {
+                ""
+            };
             let _ = write!(
                 h,
                 "<tr><td><span class=\"class class-{c}\">{c}</span>{note}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
@@ -213,7 +217,9 @@ fn frame_item(h: &mut String, i: usize, f: &Frame) {
         _ => String::new(),
     };
     let module = match (&f.module, f.module_offset) {
-        (Some(m), Some(off)) => format!(" <span class=\"mod\" title=\"{}\">{}+{off:#x}</span>", escape(m), escape(base_name(m))),
+        (Some(m), Some(off)) => {
+            format!(" <span class=\"mod\" title=\"{}\">{}+{off:#x}</span>", escape(m), escape(base_name(m)))
+        }
         (Some(m), None) => format!(" <span class=\"mod\" title=\"{}\">{}</span>", escape(m), escape(base_name(m))),
         _ => String::new(),
     };
@@ -247,7 +253,7 @@ fn leak_table(h: &mut String, report: &Report) {
     let mut classes: Vec<String> = report.processes.iter().flat_map(|p| p.leaks.iter().map(class_name)).collect();
     classes.sort();
     classes.dedup();
-    let _ = write!(h, "<section id=\"leaks\"><h2>Leaks</h2>\n");
+    let _ = writeln!(h, "<section id=\"leaks\"><h2>Leaks</h2>");
     if total == 0 {
         h.push_str("<p class=\"empty\">No leaks: every block was freed (or kept on purpose by a language runtime).</p></section>\n");
         return;
@@ -259,16 +265,16 @@ fn leak_table(h: &mut String, report: &Report) {
     for c in &classes {
         let _ = write!(h, "<option value=\"{c}\">{c}</option>", c = escape(c));
     }
-    let _ = write!(
+    let _ = writeln!(
         h,
         "</select><button type=\"button\" id=\"expand-all\">Expand all</button><button type=\"button\" id=\"collapse-all\">Collapse all</button>\
-         <span id=\"leak-count\">{total} of {total} records</span></div>\n"
+         <span id=\"leak-count\">{total} of {total} records</span></div>"
     );
     h.push_str(
         "<table id=\"leak-table\"><thead><tr><th class=\"t\"></th>\
-         <th data-sort=\"rank\" data-type=\"num\" class=\"n\">#</th>\
+         <th data-sort=\"rank\" data-type=\"num\" class=\"n\" aria-sort=\"ascending\">#</th>\
          <th data-sort=\"class\" data-type=\"text\">Class</th>\
-         <th data-sort=\"bytes\" data-type=\"num\" class=\"n\" aria-sort=\"descending\">Bytes</th>\
+         <th data-sort=\"bytes\" data-type=\"num\" class=\"n\">Bytes</th>\
          <th data-sort=\"blocks\" data-type=\"num\" class=\"n\">Blocks</th>\
          <th data-sort=\"allocator\" data-type=\"text\">Allocator</th>\
          <th data-sort=\"site\" data-type=\"text\">Allocation site</th>\
@@ -284,7 +290,8 @@ fn leak_table(h: &mut String, report: &Report) {
             let site_frame = site(&l.stack);
             let site_text = site_frame.map(location).unwrap_or_else(|| "(no stack)".into());
             let func = site_frame.map(function_label).unwrap_or_default();
-            let mut search = vec![class.clone(), l.allocator.name().to_string(), l.fingerprint.clone(), p.pid.to_string()];
+            let mut search =
+                vec![class.clone(), l.allocator.name().to_string(), l.fingerprint.clone(), p.pid.to_string()];
             for f in &l.stack {
                 search.push(function_label(f));
                 search.push(location(f));
@@ -412,12 +419,13 @@ fn processes(h: &mut String, report: &Report) {
 }
 
 fn process_row(h: &mut String, p: &ProcessReport, depth: usize) {
-    let exec = if p.exec_index > 0 { format!(" <span class=\"tag\">exec #{}</span>", p.exec_index) } else { String::new() };
+    let exec =
+        if p.exec_index > 0 { format!(" <span class=\"tag\">exec #{}</span>", p.exec_index) } else { String::new() };
     let notes: Vec<String> = p.notes.iter().map(|n| escape(n)).collect();
-    let _ = write!(
+    let _ = writeln!(
         h,
         "<tr data-pid=\"{}\" data-depth=\"{depth}\"><td style=\"padding-left:{}em\">{}{}</td><td><code>{}</code>{exec}</td><td>{}</td>\
-         <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>\n",
+         <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
         p.pid,
         0.6 + depth as f32 * 1.4,
         if depth > 0 { "&#8627; " } else { "" },
@@ -440,11 +448,14 @@ fn reserved(h: &mut String, report: &Report) {
         h.push_str("<p class=\"empty\">No leaked mappings or shared-memory segments.</p>\n");
     }
     for p in &report.processes {
-        for (what, items) in [("mapping", &p.mappings), ("shared memory", &p.shared_memory)] {
+        let mappings: Vec<serde_json::Value> = p.mappings.iter().filter_map(|m| serde_json::to_value(m).ok()).collect();
+        let shared: Vec<serde_json::Value> =
+            p.shared_memory.iter().filter_map(|m| serde_json::to_value(m).ok()).collect();
+        for (what, items) in [("mapping", &mappings), ("shared memory", &shared)] {
             for v in items {
-                let _ = write!(
+                let _ = writeln!(
                     h,
-                    "<details class=\"finding\"><summary>pid {}: {what}</summary><pre>{}</pre></details>\n",
+                    "<details class=\"finding\"><summary>pid {}: {what}</summary><pre>{}</pre></details>",
                     p.pid,
                     escape(&serde_json::to_string_pretty(v).unwrap_or_default())
                 );
@@ -459,17 +470,17 @@ fn flamegraph(h: &mut String, report: &Report) {
     match crate::flamegraph::svg(report, None) {
         Ok(svg) => {
             let height = svg_height(&svg).unwrap_or(400) + 8;
-            let _ = write!(
+            let _ = writeln!(
                 h,
                 "<p class=\"muted\">Width is leaked bytes; each tower is an allocation stack, its root at the bottom. \
                  Click a frame to zoom, Ctrl-F to search.</p>\
                  <iframe id=\"flamegraph-frame\" title=\"Flame graph of leaked bytes\" style=\"height:{height}px\" \
-                 src=\"data:image/svg+xml;base64,{}\"></iframe>\n",
+                 src=\"data:image/svg+xml;base64,{}\"></iframe>",
                 base64(&svg)
             );
         }
         Err(e) => {
-            let _ = write!(h, "<p class=\"warn\">The flame graph could not be drawn: {}</p>\n", escape(&e.to_string()));
+            let _ = writeln!(h, "<p class=\"warn\">The flame graph could not be drawn: {}</p>", escape(&e.to_string()));
         }
     }
     h.push_str("</section>\n");
@@ -660,11 +671,17 @@ mod tests {
 
     #[test]
     fn the_page_has_every_section_and_no_outside_reference() {
-        let page = render(&testdata::report(), &HtmlOptions { notices: vec!["baseline: 2 known".into()], read_sources: false });
+        let page = render(
+            &testdata::report(),
+            &HtmlOptions { notices: vec!["baseline: 2 known".into()], read_sources: false },
+        );
         for id in ["summary", "leaks", "leak-table", "errors", "processes", "mappings", "flamegraph", "sources"] {
             assert!(page.contains(&format!("id=\"{id}\"")), "no #{id}");
         }
-        assert_eq!(page.matches("<tbody class=\"rec\"").count(), testdata::report().processes.iter().map(|p| p.leaks.len()).sum::<usize>());
+        assert_eq!(
+            page.matches("<tbody class=\"rec\"").count(),
+            testdata::report().processes.iter().map(|p| p.leaks.len()).sum::<usize>()
+        );
         assert!(page.contains("double free of 0x555560000000 (64-byte block from malloc)"));
         assert!(page.contains("baseline: 2 known"));
         assert!(page.contains("<code>$ ./leaky &#39;two words&#39;</code>"), "root command line");

@@ -143,10 +143,16 @@ pub fn encode(report: &Report) -> Vec<u8> {
                             .as_ref()
                             .map(|m| {
                                 let bias = addr.wrapping_sub(frames[0].module_offset.unwrap_or(addr));
-                                let n = *mapping_of.entry((p.pid, p.exec_index, m.clone(), bias)).or_insert_with(|| {
-                                    mappings.push(Mapping { id: mappings.len() as u64 + 1, start: bias, limit: bias, file: strings.id(m) });
-                                    mappings.len() - 1
-                                });
+                                let n =
+                                    *mapping_of.entry((p.pid, p.exec_index, m.clone(), bias)).or_insert_with(|| {
+                                        mappings.push(Mapping {
+                                            id: mappings.len() as u64 + 1,
+                                            start: bias,
+                                            limit: bias,
+                                            file: strings.id(m),
+                                        });
+                                        mappings.len() - 1
+                                    });
                                 let mp = &mut mappings[n];
                                 mp.start = mp.start.min(addr);
                                 mp.limit = mp.limit.max(addr + 1);
@@ -231,7 +237,12 @@ pub fn encode(report: &Report) -> Vec<u8> {
     msg
 }
 
-fn function_id(f: &Frame, strings: &mut Strings, ids: &mut HashMap<(String, String), u64>, msgs: &mut Vec<Vec<u8>>) -> u64 {
+fn function_id(
+    f: &Frame,
+    strings: &mut Strings,
+    ids: &mut HashMap<(String, String), u64>,
+    msgs: &mut Vec<Vec<u8>>,
+) -> u64 {
     let name = crate::common::function_label(f);
     let file = f.file.clone().unwrap_or_else(|| f.module.clone().unwrap_or_default());
     if let Some(&id) = ids.get(&(name.clone(), file.clone())) {
@@ -335,9 +346,11 @@ mod tests {
             assert!(strings.iter().any(|x| x == s), "{s} missing from {strings:?}");
         }
         let samples: Vec<Vec<(u32, u64, Vec<u8>)>> = top.iter().filter(|f| f.0 == 2).map(|f| fields(&f.2)).collect();
-        let values: Vec<Vec<u64>> =
-            samples.iter().map(|s| packed(&s.iter().find(|f| f.0 == 2).unwrap().2)).collect();
-        assert!(values.contains(&vec![2, 40]) && values.contains(&vec![1, 13]) && values.contains(&vec![1, 8]), "{values:?}");
+        let values: Vec<Vec<u64>> = samples.iter().map(|s| packed(&s.iter().find(|f| f.0 == 2).unwrap().2)).collect();
+        assert!(
+            values.contains(&vec![2, 40]) && values.contains(&vec![1, 13]) && values.contains(&vec![1, 8]),
+            "{values:?}"
+        );
         assert!(!values.iter().any(|v| v[1] == 64), "reachable memory is no sample: {values:?}");
         // The inlined frame and its caller share one location with two lines.
         let locs: Vec<Vec<(u32, u64, Vec<u8>)>> = top.iter().filter(|f| f.0 == 4).map(|f| fields(&f.2)).collect();

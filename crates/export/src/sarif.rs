@@ -21,8 +21,18 @@ pub const SCHEMA_URI: &str = "https://json.schemastore.org/sarif-2.1.0.json";
 const RULES: &[(&str, &str, &str, &str)] = &[
     ("memory-leak", "MemoryLeak", "Heap memory still allocated when the process ended", "warning"),
     ("double-free", "DoubleFree", "A heap block was released twice", "error"),
-    ("invalid-free", "InvalidFree", "A release function was given an address that is not the start of a heap block", "error"),
-    ("mismatched-free", "MismatchedFree", "A heap block was released with a function that does not match its allocator", "error"),
+    (
+        "invalid-free",
+        "InvalidFree",
+        "A release function was given an address that is not the start of a heap block",
+        "error",
+    ),
+    (
+        "mismatched-free",
+        "MismatchedFree",
+        "A heap block was released with a function that does not match its allocator",
+        "error",
+    ),
 ];
 
 fn rule_index(id: &str) -> usize {
@@ -115,11 +125,10 @@ pub fn to_value(report: &Report, srcroot: Option<&Path>) -> Value {
         for l in p.leaks.iter().filter(|l| is_leaked(l)) {
             let class = class_name(l);
             let text = format!(
-                "{} in {} allocated with {} {} at exit of {program} (pid {}), leak class {class}",
+                "Memory leak ({class}): {} in {} allocated with {}, still allocated when {program} (pid {}) ended",
                 plural(l.bytes, "byte", "bytes"),
                 plural(l.blocks, "block", "blocks"),
                 l.allocator.name(),
-                if l.blocks == 1 { "was still live" } else { "were still live" },
                 p.pid
             );
             let mut r = result_base("memory-leak", &text, site(&l.stack).map(|f| location(f, None)));
@@ -248,8 +257,10 @@ mod tests {
 
     pub fn assert_valid(log: &Value) {
         let schema = schema();
-        let validator = jsonschema::options().should_validate_formats(true).build(&schema).expect("the schema compiles");
-        let errors: Vec<String> = validator.iter_errors(log).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+        let validator =
+            jsonschema::options().should_validate_formats(true).build(&schema).expect("the schema compiles");
+        let errors: Vec<String> =
+            validator.iter_errors(log).map(|e| format!("{} at {}", e, e.instance_path())).collect();
         assert!(errors.is_empty(), "SARIF does not validate:\n{}", errors.join("\n"));
     }
 
@@ -290,7 +301,10 @@ mod tests {
         assert_eq!(double["codeFlows"][0]["threadFlows"].as_array().unwrap().len(), 3);
         assert_eq!(double["relatedLocations"][1]["message"]["text"], "first freed by free");
         let outside = to_value(&testdata::report(), Some(Path::new("/elsewhere")));
-        assert_eq!(outside["runs"][0]["results"][1]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"], "file:///src/leaky.c");
+        assert_eq!(
+            outside["runs"][0]["results"][1]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
+            "file:///src/leaky.c"
+        );
     }
 
     #[test]

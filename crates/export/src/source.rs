@@ -45,7 +45,7 @@ impl Snippets {
             }
         }
         let mut files = BTreeMap::new();
-                for (file, lines) in wanted.into_iter().take(MAX_FILES) {
+        for (file, lines) in wanted.into_iter().take(MAX_FILES) {
             let Some(text) = read_lines(&file) else { continue };
             let mut keep = BTreeMap::new();
             for line in lines {

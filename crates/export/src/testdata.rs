@@ -72,14 +72,29 @@ pub fn report() -> Report {
                 main_at(0x5555_0000_1210, 28),
             ],
         ),
-        leak(10, 1, Allocator::Calloc, vec![frame(0x7f00_0000_3000, "/opt/lib/libnosym.so", None, None, false), main_at(0x5555_0000_1220, 29)]),
+        leak(
+            10,
+            1,
+            Allocator::Calloc,
+            vec![frame(0x7f00_0000_3000, "/opt/lib/libnosym.so", None, None, false), main_at(0x5555_0000_1220, 29)],
+        ),
     ];
     if let Ok(class) = serde_json::from_value::<LeakClass>(serde_json::json!("reachable")) {
-        let mut kept = leak(64, 1, Allocator::Malloc, vec![frame(0x5555_0000_1400, EXE, Some("keep_forever"), Some((SRC, 20)), false)]);
+        let mut kept = leak(
+            64,
+            1,
+            Allocator::Malloc,
+            vec![frame(0x5555_0000_1400, EXE, Some("keep_forever"), Some((SRC, 20)), false)],
+        );
         kept.class = class;
         leaks.push(kept);
     }
-    let s = |f: &str, line: u32| vec![frame(0x5555_0000_1500 + line as u64, EXE, Some(f), Some((SRC, line)), false), main_at(0x5555_0000_1230, 33)];
+    let s = |f: &str, line: u32| {
+        vec![
+            frame(0x5555_0000_1500 + line as u64, EXE, Some(f), Some((SRC, line)), false),
+            main_at(0x5555_0000_1230, 33),
+        ]
+    };
     let double = HeapErrorReport {
         kind: HeapErrorKind::DoubleFree,
         release: Release::Free,
@@ -96,7 +111,15 @@ pub fn report() -> Report {
         101,
         100,
         &["./leaky", "child"],
-        vec![leak(8, 1, Allocator::Calloc, vec![frame(0x5555_0000_1600, EXE, Some("child_work"), Some((SRC, 40)), false), main_at(0x5555_0000_1240, 41)])],
+        vec![leak(
+            8,
+            1,
+            Allocator::Calloc,
+            vec![
+                frame(0x5555_0000_1600, EXE, Some("child_work"), Some((SRC, 40)), false),
+                main_at(0x5555_0000_1240, 41),
+            ],
+        )],
         vec![],
     );
     let processes = vec![parent, child];

@@ -12,7 +12,11 @@ use crate::model::*;
 use std::fmt;
 
 pub const TRACE_MAGIC: [u8; 8] = *b"LSTRACE\0";
-pub const TRACE_VERSION: u32 = 1;
+/// Version 2 appended each process's mappings and shared-memory events to its
+/// record; version 1 traces (without them) are still read.
+pub const TRACE_VERSION: u32 = 2;
+/// The oldest version this leakscope reads.
+pub const TRACE_VERSION_MIN: u32 = 1;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DecodeError {
@@ -67,7 +71,7 @@ pub fn decode(bytes: &[u8]) -> Result<Trace, DecodeError> {
         return Err(DecodeError::Truncated { expected: 24, actual: bytes.len() as u64 });
     }
     let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap());
-    if version != TRACE_VERSION {
+    if !(TRACE_VERSION_MIN..=TRACE_VERSION).contains(&version) {
         return Err(DecodeError::UnsupportedVersion(version));
     }
     let body_len = u64::from_le_bytes(bytes[12..20].try_into().unwrap());
@@ -85,7 +89,7 @@ pub fn decode(bytes: &[u8]) -> Result<Trace, DecodeError> {
     let count = r.len("process count")?;
     let mut processes = Vec::with_capacity(count.min(1024));
     for _ in 0..count {
-        processes.push(decode_process(&mut r)?);
+        processes.push(decode_process(&mut r, version)?);
     }
     if r.pos != body.len() {
         return Err(r.corrupt("trailing bytes after the last process"));
@@ -185,9 +189,125 @@ fn encode_process(w: &mut Writer, p: &ProcessTrace) {
     w.uint(p.scan.threads_stopped as u64);
     w.uint(p.scan.threads_not_stopped as u64);
     w.uint(p.scan.nanos);
+    encode_maps(w, &p.maps);
 }
 
-fn decode_process(r: &mut Reader) -> Result<ProcessTrace, DecodeError> {
+/// Version 2: appended at the end of each process record.
+fn encode_maps(w: &mut Writer, m: &Maps) {
+    w.uint(m.maps);
+    w.uint(m.unmaps);
+    w.uint(m.regions.len() as u64);
+    for r in &m.regions {
+        w.uint(r.addr);
+        w.uint(r.len);
+        w.uint(r.kind.to_u8() as u64);
+        w.uint(r.prot as u64);
+        w.uint(r.inherited as u64);
+        w.uint(r.stack as u64);
+        w.uint(r.creator_pid as u64);
+        w.uint(r.serial as u64);
+        w.bytes(r.path.as_bytes());
+        w.uint(r.file_offset);
+        w.uint(r.dev);
+        w.uint(r.ino);
+        w.int(r.shmid as i64);
+        w.int(r.key as i64);
+    }
+    w.uint(m.events.len() as u64);
+    for e in &m.events {
+        w.uint(e.kind.to_u8() as u64);
+        w.uint(e.pid as u64);
+        w.uint(e.stack as u64);
+        w.int(e.key as i64);
+        w.int(e.shmid as i64);
+        w.uint(e.size);
+        w.uint(e.addr);
+        w.bytes(e.name.as_bytes());
+        w.uint(e.dev);
+        w.uint(e.ino);
+        w.uint(e.origin_pid as u64);
+        w.uint(e.origin_serial as u64);
+        match e.end {
+            EndCheck::Unchecked => w.uint(0),
+            EndCheck::Gone => w.uint(1),
+            EndCheck::Exists { bytes, attached } => {
+                w.uint(2);
+                w.uint(bytes);
+                match attached {
+                    None => w.uint(0),
+                    Some(n) => {
+                        w.uint(1);
+                        w.uint(n)
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn decode_maps(r: &mut Reader, stacks: usize) -> Result<Maps, DecodeError> {
+    let maps = r.uint("mapping call count")?;
+    let unmaps = r.uint("unmapping call count")?;
+    let n = r.len("region count")?;
+    let mut regions = Vec::with_capacity(n.min(1 << 16));
+    for _ in 0..n {
+        let addr = r.uint("region address")?;
+        let len = r.uint("region length")?;
+        let kind = MapKind::from_u8(r.u8("region kind")?).ok_or_else(|| r.corrupt("unknown region kind"))?;
+        regions.push(MapRegion {
+            addr,
+            len,
+            kind,
+            prot: r.u8("region protection")?,
+            inherited: r.uint("inherited flag")? != 0,
+            stack: r.stack_ref(stacks, "region stack")?,
+            creator_pid: r.u32("region creator")?,
+            serial: r.u32("region serial")?,
+            path: r.string("region path")?,
+            file_offset: r.uint("region file offset")?,
+            dev: r.uint("region device")?,
+            ino: r.uint("region inode")?,
+            shmid: r.i32("region shmid")?,
+            key: r.i32("region key")?,
+        });
+    }
+    let n = r.len("shared-memory event count")?;
+    let mut events = Vec::with_capacity(n.min(1 << 16));
+    for _ in 0..n {
+        let kind =
+            ShmEventKind::from_u8(r.u8("event kind")?).ok_or_else(|| r.corrupt("unknown shared-memory event"))?;
+        events.push(ShmEvent {
+            kind,
+            pid: r.u32("event pid")?,
+            stack: r.stack_ref(stacks, "event stack")?,
+            key: r.i32("event key")?,
+            shmid: r.i32("event shmid")?,
+            size: r.uint("event size")?,
+            addr: r.uint("event address")?,
+            name: r.string("event name")?,
+            dev: r.uint("event device")?,
+            ino: r.uint("event inode")?,
+            origin_pid: r.u32("event origin pid")?,
+            origin_serial: r.u32("event origin serial")?,
+            end: match r.uint("end check")? {
+                0 => EndCheck::Unchecked,
+                1 => EndCheck::Gone,
+                2 => EndCheck::Exists {
+                    bytes: r.uint("size at the end")?,
+                    attached: match r.uint("attachment presence")? {
+                        0 => None,
+                        1 => Some(r.uint("attachments")?),
+                        _ => return Err(r.corrupt("bad attachment presence flag")),
+                    },
+                },
+                _ => return Err(r.corrupt("unknown end check")),
+            },
+        });
+    }
+    Ok(Maps { regions, events, maps, unmaps })
+}
+
+fn decode_process(r: &mut Reader, version: u32) -> Result<ProcessTrace, DecodeError> {
     let pid = r.u32("pid")?;
     let parent_pid = r.u32("parent pid")?;
     let exec_index = r.u32("exec index")?;
@@ -292,6 +412,7 @@ fn decode_process(r: &mut Reader) -> Result<ProcessTrace, DecodeError> {
         threads_not_stopped: r.u32("threads not stopped")?,
         nanos: r.uint("scan time")?,
     };
+    let maps = if version >= 2 { decode_maps(r, stacks.len())? } else { Maps::default() };
     Ok(ProcessTrace {
         pid,
         parent_pid,
@@ -306,6 +427,7 @@ fn decode_process(r: &mut Reader) -> Result<ProcessTrace, DecodeError> {
         errors,
         stats,
         scan,
+        maps,
     })
 }
 
@@ -363,6 +485,10 @@ impl<'a> Reader<'a> {
     fn u32(&mut self, what: &'static str) -> Result<u32, DecodeError> {
         let v = self.uint(what)?;
         u32::try_from(v).map_err(|_| self.corrupt(what))
+    }
+    fn i32(&mut self, what: &'static str) -> Result<i32, DecodeError> {
+        let v = self.int(what)?;
+        i32::try_from(v).map_err(|_| self.corrupt(what))
     }
     fn u8(&mut self, what: &'static str) -> Result<u8, DecodeError> {
         let v = self.uint(what)?;
@@ -453,6 +579,58 @@ mod tests {
                 }],
                 stats: Stats { allocs: 10, frees: 8, preload: vec![1, 2, 3] },
                 scan: Scan { state: 2, seq: 4, threads_stopped: 3, threads_not_stopped: 1, nanos: 12345 },
+                maps: Maps {
+                    regions: vec![MapRegion {
+                        addr: 0x7f00_0000_0000,
+                        len: 8192,
+                        kind: MapKind::Shmat,
+                        prot: 3,
+                        inherited: true,
+                        stack: 1,
+                        creator_pid: 41,
+                        serial: 7,
+                        path: String::new(),
+                        file_offset: 0,
+                        dev: 0,
+                        ino: 0,
+                        shmid: 32769,
+                        key: -1,
+                    }],
+                    events: vec![
+                        ShmEvent {
+                            kind: ShmEventKind::PosixCreate,
+                            pid: 42,
+                            stack: 1,
+                            key: 0,
+                            shmid: -1,
+                            size: 0,
+                            addr: 0,
+                            name: "/seg".into(),
+                            dev: 22,
+                            ino: 33,
+                            origin_pid: 0,
+                            origin_serial: 0,
+                            end: EndCheck::Exists { bytes: 4096, attached: None },
+                        },
+                        ShmEvent {
+                            kind: ShmEventKind::SysvCreate,
+                            pid: 42,
+                            stack: 0,
+                            key: 0x1234,
+                            shmid: 5,
+                            size: 1024,
+                            addr: 0,
+                            name: String::new(),
+                            dev: 0,
+                            ino: 0,
+                            origin_pid: 0,
+                            origin_serial: 0,
+                            end: EndCheck::Exists { bytes: 1024, attached: Some(2) },
+                        },
+                    ],
+                    maps: 9,
+                    unmaps: 8,
+                },
             }],
         }
     }
@@ -479,6 +657,28 @@ mod tests {
             b[i] ^= 0x10;
             assert!(decode(&b).is_err(), "flip at {i} went unnoticed");
         }
+    }
+
+    #[test]
+    fn version_1_traces_without_mappings_are_still_read() {
+        let mut t = sample();
+        t.processes[0].maps = Maps::default();
+        let mut body = Writer(Vec::new());
+        body.uint(1);
+        let mut rec = Writer(Vec::new());
+        encode_process(&mut rec, &t.processes[0]);
+        // A version 1 record is the version 2 one without the appended maps.
+        let mut tail = Writer(Vec::new());
+        encode_maps(&mut tail, &Maps::default());
+        let rec = &rec.0[..rec.0.len() - tail.0.len()];
+        body.0.extend_from_slice(rec);
+        let mut out = Vec::new();
+        out.extend_from_slice(&TRACE_MAGIC);
+        out.extend_from_slice(&1u32.to_le_bytes());
+        out.extend_from_slice(&(body.0.len() as u64).to_le_bytes());
+        out.extend_from_slice(&body.0);
+        out.extend_from_slice(&crc32fast::hash(&body.0).to_le_bytes());
+        assert_eq!(decode(&out).unwrap(), t);
     }
 
     #[test]

@@ -79,9 +79,12 @@ pub fn read_session_file(path: &Path) -> Result<SessionRead, String> {
     let used = view.u64(offset_of!(layout::Header, bump) as u64).unwrap_or(0);
     let file_len = file.metadata().map(|m| m.len()).unwrap_or(0);
     let used = used.min(file_len).max(header_size as u64);
-    bytes.resize(used as usize, 0);
-    file.read_exact(&mut bytes[header_size..])
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    // Read into spare capacity: zero-filling megabytes first costs more than the read.
+    bytes.reserve_exact(used as usize - header_size);
+    (&mut file).take(used - header_size as u64).read_to_end(&mut bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    if (bytes.len() as u64) < used {
+        return Err(format!("{}: the session file ends before its used size", path.display()));
+    }
     Ok(parse(&bytes))
 }
 
@@ -146,6 +149,7 @@ fn parse(bytes: &[u8]) -> SessionRead {
     stats.preload = (0..layout::STAT_COUNT as u64).map(|i| v.u64(stats_at + 8 * i).unwrap_or(0)).collect();
 
     let errors = read_errors(&v, h(offset_of!(layout::Header, errors_head)), &mut stacks, &mut damage);
+    let maps = read_maps(&v, pid, &mut stacks, &mut damage);
 
     let ending = match state {
         // i32::MIN: exit handlers ran but the status was not seen (return from main).
@@ -170,10 +174,122 @@ fn parse(bytes: &[u8]) -> SessionRead {
             errors,
             stats,
             scan,
+            maps,
         },
         state,
         damage,
     }
+}
+
+/// The mapping table and shared-memory events (the header's appended block).
+fn read_maps(v: &View, pid: u32, stacks: &mut StackRemap, damage: &mut Vec<String>) -> Maps {
+    let mut maps = Maps::default();
+    let base = offset_of!(layout::Header, maps) as u64;
+    let header_size = v.u32(offset_of!(layout::Header, header_size) as u64).unwrap_or(0) as u64;
+    if header_size < base + size_of::<layout::MapTable>() as u64 {
+        // Written before the block existed.
+        return maps;
+    }
+    let f = |field: usize| v.u64(base + field as u64).unwrap_or(0);
+    maps.maps = f(offset_of!(layout::MapTable, maps));
+    maps.unmaps = f(offset_of!(layout::MapTable, unmaps));
+    let string = |off: u64, len: u32| -> String {
+        if off == 0 {
+            return String::new();
+        }
+        v.slice(off, len as u64).map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default()
+    };
+
+    let table = f(offset_of!(layout::MapTable, table_off));
+    let cap = f(offset_of!(layout::MapTable, capacity));
+    let len = f(offset_of!(layout::MapTable, len));
+    let rec_size = size_of::<layout::RegionRecord>() as u64;
+    if table != 0 {
+        match v.slice(table, cap.saturating_mul(rec_size)) {
+            None => damage.push("mapping table lies outside the file".into()),
+            Some(_) if len > cap => damage.push("mapping table is longer than its capacity".into()),
+            Some(bytes) => {
+                for rec in bytes.chunks_exact(rec_size as usize).take(len as usize) {
+                    let r = View(rec);
+                    let g64 = |field: usize| r.u64(field as u64).unwrap_or(0);
+                    let g32 = |field: usize| r.u32(field as u64).unwrap_or(0);
+                    let g8 = |field: usize| r.slice(field as u64, 1).map_or(0, |b| b[0]);
+                    use layout::RegionRecord as R;
+                    let Some(kind) = MapKind::from_u8(g8(offset_of!(R, kind))) else {
+                        damage.push("mapping record of an unknown kind".into());
+                        continue;
+                    };
+                    let stack = stacks.map(g32(offset_of!(R, stack)), damage);
+                    maps.regions.push(MapRegion {
+                        addr: g64(offset_of!(R, start)),
+                        len: g64(offset_of!(R, len)),
+                        kind,
+                        prot: g8(offset_of!(R, prot)),
+                        inherited: g8(offset_of!(R, flags)) & layout::region_flags::INHERITED != 0,
+                        stack,
+                        creator_pid: g32(offset_of!(R, creator_pid)),
+                        serial: g32(offset_of!(R, serial)),
+                        path: string(g64(offset_of!(R, name_off)), g32(offset_of!(R, name_len))),
+                        file_offset: g64(offset_of!(R, file_offset)),
+                        dev: g64(offset_of!(R, dev)),
+                        ino: g64(offset_of!(R, ino)),
+                        shmid: g32(offset_of!(R, shmid)) as i32,
+                        key: g32(offset_of!(R, key)) as i32,
+                    });
+                }
+            }
+        }
+    }
+    maps.regions.sort_by_key(|r| r.addr);
+
+    let events = f(offset_of!(layout::MapTable, events_off));
+    let cap = f(offset_of!(layout::MapTable, events_cap));
+    let len = f(offset_of!(layout::MapTable, events_len));
+    let first = f(offset_of!(layout::MapTable, events_inherited));
+    let ev_size = size_of::<layout::ShmEvent>() as u64;
+    if events != 0 {
+        match v.slice(events, cap.saturating_mul(ev_size)) {
+            None => damage.push("shared-memory event log lies outside the file".into()),
+            Some(_) if len > cap => damage.push("shared-memory event log is longer than its capacity".into()),
+            Some(bytes) => {
+                let mut seqd = Vec::new();
+                for rec in bytes.chunks_exact(ev_size as usize).take(len as usize).skip(first as usize) {
+                    let r = View(rec);
+                    let g64 = |field: usize| r.u64(field as u64).unwrap_or(0);
+                    let g32 = |field: usize| r.u32(field as u64).unwrap_or(0);
+                    use layout::ShmEvent as E;
+                    let what = r.slice(offset_of!(E, what) as u64, 1).map_or(0, |b| b[0]);
+                    let Some(kind) = ShmEventKind::from_u8(what) else {
+                        // Reserved but not yet written when the process died.
+                        continue;
+                    };
+                    let stack = stacks.map(g32(offset_of!(E, stack)), damage);
+                    let event_pid = g32(offset_of!(E, pid));
+                    seqd.push((
+                        g64(offset_of!(E, seq)),
+                        ShmEvent {
+                            kind,
+                            pid: if event_pid == 0 { pid } else { event_pid },
+                            stack,
+                            key: g32(offset_of!(E, key)) as i32,
+                            shmid: g32(offset_of!(E, shmid)) as i32,
+                            size: g64(offset_of!(E, size)),
+                            addr: g64(offset_of!(E, addr)),
+                            name: string(g64(offset_of!(E, name_off)), g32(offset_of!(E, name_len))),
+                            dev: g64(offset_of!(E, dev)),
+                            ino: g64(offset_of!(E, ino)),
+                            origin_pid: g32(offset_of!(E, origin_pid)),
+                            origin_serial: g32(offset_of!(E, origin_serial)),
+                            end: EndCheck::Unchecked,
+                        },
+                    ));
+                }
+                seqd.sort_by_key(|(seq, _)| *seq);
+                maps.events = seqd.into_iter().map(|(_, e)| e).collect();
+            }
+        }
+    }
+    maps
 }
 
 /// The classes found by the last reachability scan, applied to `blocks` (sorted by address).
@@ -339,7 +455,8 @@ impl<'a> StackRemap<'a> {
             self.index.insert(id, 0);
             return 0;
         };
-        let frames = frames.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect();
+        // Stored outermost first; the model wants innermost first.
+        let frames = frames.chunks_exact(8).rev().map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect();
         let i = self.stacks.len() as u32;
         self.stacks.push(frames);
         self.index.insert(id, i);

@@ -16,6 +16,11 @@ use libc::{c_int, c_void, size_t};
 pub fn track(p: *mut c_void, size: usize, kind: AllocKind, regs: &Regs) {
     if !p.is_null() {
         live::prefetch(p as u64);
+        if crate::lifecycle::tracing_disabled() {
+            // leakscope_disable(): kept to match its free, never reported (api.rs).
+            live::insert(p as u64, size as u64, kind, entry_flags::IGNORED, NO_STACK);
+            return;
+        }
         let stack = current_stack(regs);
         live::insert(p as u64, size as u64, kind, 0, stack);
     }
@@ -86,7 +91,7 @@ pub unsafe fn real_free(p: *mut c_void) {
 
 export_hook!(malloc => malloc_impl);
 
-unsafe extern "C" fn malloc_impl(size: size_t, _pad1: usize, _pad2: usize, entry_sp: u64, entry_bp: u64) -> *mut c_void {
+pub(crate) unsafe extern "C" fn malloc_impl(size: size_t, _pad1: usize, _pad2: usize, entry_sp: u64, entry_bp: u64) -> *mut c_void {
     match mode() {
         Mode::Track(_g) => {
             let p = real_malloc(size);
@@ -104,7 +109,7 @@ unsafe extern "C" fn malloc_impl(size: size_t, _pad1: usize, _pad2: usize, entry
 
 export_hook!(free => free_impl);
 
-unsafe extern "C" fn free_impl(p: *mut c_void, _pad1: usize, _pad2: usize, entry_sp: u64, entry_bp: u64) {
+pub(crate) unsafe extern "C" fn free_impl(p: *mut c_void, _pad1: usize, _pad2: usize, entry_sp: u64, entry_bp: u64) {
     if p.is_null() || bootstrap::contains(p as *const u8) {
         return;
     }
@@ -124,7 +129,7 @@ unsafe extern "C" fn free_impl(p: *mut c_void, _pad1: usize, _pad2: usize, entry
 
 export_hook!(calloc => calloc_impl);
 
-unsafe extern "C" fn calloc_impl(n: size_t, size: size_t, _pad2: usize, entry_sp: u64, entry_bp: u64) -> *mut c_void {
+pub(crate) unsafe extern "C" fn calloc_impl(n: size_t, size: size_t, _pad2: usize, entry_sp: u64, entry_bp: u64) -> *mut c_void {
     let total = n.checked_mul(size).unwrap_or(usize::MAX);
     let call = |n, size| match real::calloc() {
         Some(f) => f(n, size),
@@ -149,7 +154,7 @@ unsafe extern "C" fn calloc_impl(n: size_t, size: size_t, _pad2: usize, entry_sp
 
 export_hook!(realloc => realloc_impl);
 
-unsafe extern "C" fn realloc_impl(p: *mut c_void, size: size_t, _pad2: usize, entry_sp: u64, entry_bp: u64) -> *mut c_void {
+pub(crate) unsafe extern "C" fn realloc_impl(p: *mut c_void, size: size_t, _pad2: usize, entry_sp: u64, entry_bp: u64) -> *mut c_void {
     realloc_as(p, size, AllocKind::Realloc, entry_sp, entry_bp)
 }
 
@@ -178,6 +183,18 @@ unsafe fn realloc_as(p: *mut c_void, size: size_t, kind: AllocKind, entry_sp: u6
     let Some(real_realloc) = real::realloc() else {
         return core::ptr::null_mut();
     };
+    realloc_via(p, size, kind, real_realloc, entry_sp, entry_bp)
+}
+
+/// realloc through `real_realloc` (the next `realloc`, or `__libc_realloc`).
+pub(crate) unsafe fn realloc_via(
+    p: *mut c_void,
+    size: size_t,
+    kind: AllocKind,
+    real_realloc: real::ReallocFn,
+    entry_sp: u64,
+    entry_bp: u64,
+) -> *mut c_void {
     match mode() {
         Mode::Track(_g) => realloc_tracked(p, size, kind, real_realloc, &Regs::at_entry(entry_sp, entry_bp)),
         Mode::Nested => {
@@ -236,7 +253,13 @@ unsafe fn realloc_tracked(
     if new != p {
         live::push_freed(p as u64, &old, stack, ReleaseKind::Realloc);
     }
-    let flags = if internal { entry_flags::INTERNAL } else { 0 };
+    let flags = if internal {
+        entry_flags::INTERNAL
+    } else if crate::lifecycle::tracing_disabled() {
+        entry_flags::IGNORED
+    } else {
+        0
+    };
     live::insert(new as u64, size as u64, kind, flags, stack);
     new
 }

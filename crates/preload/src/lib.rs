@@ -6,6 +6,7 @@
 //! so nothing on the hot path allocates through the program's allocator or
 //! takes a lock that something we call could also want.
 
+mod api;
 mod bootstrap;
 mod capture;
 mod check;
@@ -14,12 +15,15 @@ mod endings;
 mod errors;
 mod hooks;
 mod hooks_cxx;
+mod hooks_libc;
+mod hooks_mmap;
 mod internal_alloc;
 mod lifecycle;
 mod live;
 mod modules;
 mod notice;
 mod real;
+mod regions;
 mod scan;
 mod session;
 mod spin;

@@ -1,7 +1,7 @@
 //! Start-up, fork and exit.
 
 use crate::{live, modules, real, session, spin, stacks, thread};
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering, AtomicU8};
 use leakscope_format::layout;
 
 pub const UNINIT: u32 = 0;
@@ -14,8 +14,26 @@ pub static STATE: AtomicU32 = AtomicU32::new(UNINIT);
 /// Live-entry flags of blocks that are never the program's leaks.
 pub const UNREPORTED_FLAGS: u8 =
     layout::entry_flags::INTERNAL | layout::entry_flags::INHERITED | layout::entry_flags::IGNORED;
-/// Record a stack for every free (to show where a double-freed block was first freed).
-pub static FREE_STACKS: AtomicBool = AtomicBool::new(true);
+/// What to record of each free, to show where a double-freed block was first
+/// freed ([`free_stacks`]): walking a full stack on every free doubles the
+/// cost of tracing, so the default is the call site alone.
+pub static FREE_STACKS: AtomicU8 = AtomicU8::new(free_stacks::SITE);
+
+pub mod free_stacks {
+    pub const NONE: u8 = 0;
+    /// The free call's return address: function, file and line of the call.
+    pub const SITE: u8 = 1;
+    pub const FULL: u8 = 2;
+}
+/// Nesting depth of `leakscope_disable()` (process-wide; see `api.rs`):
+/// while above 0, new blocks are recorded IGNORED. `leakscope run
+/// --start-disabled` (LEAKSCOPE_START_DISABLED=1) starts it at 1.
+pub static DISABLED: AtomicU32 = AtomicU32::new(0);
+
+#[inline(always)]
+pub fn tracing_disabled() -> bool {
+    DISABLED.load(Ordering::Relaxed) != 0
+}
 /// Classify the blocks still live at exit (LEAKSCOPE_SCAN=0 turns it off).
 pub static SCAN_AT_EXIT: AtomicBool = AtomicBool::new(true);
 /// Test mode: redo every stack walk from scratch and count differences.
@@ -91,6 +109,7 @@ pub fn ensure_init() {
         STATE.store(PASSTHROUGH, Ordering::Release);
         return;
     }
+    crate::hooks_mmap::resolve();
     let dir = unsafe { libc::getenv(c"LEAKSCOPE_SESSION".as_ptr()) };
     if dir.is_null() {
         STATE.store(PASSTHROUGH, Ordering::Release);
@@ -106,8 +125,17 @@ pub fn ensure_init() {
         SESSION_DIR_LEN = dir.len();
     }
     let free_stacks = unsafe { libc::getenv(c"LEAKSCOPE_FREE_STACKS".as_ptr()) };
-    if !free_stacks.is_null() && unsafe { *free_stacks } == b'0' as libc::c_char {
-        FREE_STACKS.store(false, Ordering::Relaxed);
+    if !free_stacks.is_null() {
+        let mode = match unsafe { core::ffi::CStr::from_ptr(free_stacks) }.to_bytes() {
+            b"0" | b"none" => free_stacks::NONE,
+            b"1" | b"full" => free_stacks::FULL,
+            _ => free_stacks::SITE,
+        };
+        FREE_STACKS.store(mode, Ordering::Relaxed);
+    }
+    let start_disabled = unsafe { libc::getenv(c"LEAKSCOPE_START_DISABLED".as_ptr()) };
+    if !start_disabled.is_null() && unsafe { *start_disabled } == b'1' as libc::c_char {
+        DISABLED.store(1, Ordering::Relaxed);
     }
     let scan = unsafe { libc::getenv(c"LEAKSCOPE_SCAN".as_ptr()) };
     if !scan.is_null() && unsafe { *scan } == b'0' as libc::c_char {
@@ -216,6 +244,7 @@ extern "C" fn fork_prepare() {
     modules::lock_refresh();
     live::lock_all();
     stacks::lock_all();
+    crate::regions::lock();
     unsafe {
         let fds = &mut *core::ptr::addr_of_mut!(FORK_PIPE);
         if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
@@ -240,6 +269,7 @@ extern "C" fn fork_parent() {
             *fds = [-1, -1];
         }
     }
+    crate::regions::unlock();
     stacks::unlock_all();
     live::unlock_all();
     modules::unlock_refresh();
@@ -253,6 +283,8 @@ extern "C" fn fork_child() {
     // Still holding every lock (in the parent's file): copy, then clear the copy's locks.
     if session::fork_child_copy(session_dir()) {
         live::mark_all_inherited();
+        crate::regions::mark_all_inherited();
+        crate::regions::unlock();
         stacks::unlock_all();
         live::unlock_all();
     } else {

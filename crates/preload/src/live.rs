@@ -114,6 +114,31 @@ fn grow(s: &LiveShard) -> bool {
     true
 }
 
+/// Add `flags` to the live entry for `addr` (`leakscope_ignore`); false when
+/// no live block starts there.
+pub fn add_flags(addr: u64, flags: u8) -> bool {
+    let hash = hash_addr(addr);
+    let s = shard(live_shard_of(hash));
+    let _g = spin::lock(&s.lock);
+    if s.table_off.load(Ordering::Relaxed) == 0 {
+        return false;
+    }
+    let (t, cap) = table(s);
+    let mask = cap - 1;
+    let mut i = slot_of(hash, mask);
+    loop {
+        let e = unsafe { &mut *t.add(i as usize) };
+        if e.is_empty() {
+            return false;
+        }
+        if e.addr() == addr {
+            e.set_flags(e.flags() | flags);
+            return true;
+        }
+        i = (i + 1) & mask;
+    }
+}
+
 /// Remove and return the entry for `addr`, counting a free.
 pub fn remove(addr: u64) -> Option<LiveEntry> {
     let hash = hash_addr(addr);

@@ -589,6 +589,15 @@ fn classify(roots: &Roots, own: &OwnStack, parked: usize) -> Option<(u64, u64, u
         scan_thread_area(&mut m, roots, t.fs);
         m.drain();
     }
+    // Blocks kept on purpose (leakscope_ignore, or made while tracing was
+    // disabled) are roots too: what only they point to is not lost.
+    for i in 0..m.nodes.len() {
+        if m.nodes[i].flags & layout::entry_flags::IGNORED != 0 && m.nodes[i].state != REACHABLE {
+            m.nodes[i].state = REACHABLE;
+            m.push(i);
+        }
+    }
+    m.drain();
     // Lost blocks, in address order: each unreached one leads its own group.
     for i in 0..m.nodes.len() {
         if m.nodes[i].state == UNREACHED {

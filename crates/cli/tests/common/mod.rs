@@ -653,3 +653,10 @@ pub fn printed_address(stdout: &str, label: &str) -> u64 {
         .unwrap_or_else(|| panic!("the program printed no {label:?} line:\n{stdout}"));
     u64::from_str_radix(&line[prefix.len()..], 16).unwrap()
 }
+
+/// Says why a test does not run, on the real stderr (not captured by the test
+/// harness, so it shows in a normal `cargo test`), for a test that then returns.
+pub fn skip(test: &str, why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+}
