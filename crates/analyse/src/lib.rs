@@ -100,7 +100,7 @@ pub fn analyse_process<S: Symbolize + ?Sized>(p: &ProcessTrace, sym: &mut S, opt
             used.push(stack_of(b.free_stack));
         }
     }
-    let table = FrameTable::build(sym, &p.modules, used);
+    let table = FrameTable::build_with_locations(sym, &p.modules, &p.locations, used);
 
     let (leaks, runtime_kept): (Vec<Leak>, Vec<Leak>) = groups
         .iter()

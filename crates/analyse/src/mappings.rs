@@ -144,7 +144,7 @@ fn fill_process<S: Symbolize + ?Sized>(
         return;
     }
     let used = regions.iter().map(|r| stack_of(r.stack)).chain(objects.iter().map(|e| stack_of(e.stack)));
-    let table = FrameTable::build(sym, &p.modules, used);
+    let table = FrameTable::build_with_locations(sym, &p.modules, &p.locations, used);
 
     // Group regions by kind, stack contents and object.
     type Key<'a> = (MappingKind, &'a [u64], &'a str, i32, u8);
@@ -211,4 +211,180 @@ fn fill_process<S: Symbolize + ?Sized>(
     report.summary.shared_memory_bytes = shared_memory.iter().map(|s| s.bytes).sum();
     report.mappings = mappings;
     report.shared_memory = shared_memory;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::symbols::NoSymbols;
+    use leakscope_format::model::*;
+
+    fn region(addr: u64, kind: MapKind, creator: u32, serial: u32, inherited: bool) -> MapRegion {
+        MapRegion {
+            addr,
+            len: 8192,
+            kind,
+            prot: 3,
+            inherited,
+            stack: 1,
+            creator_pid: creator,
+            serial,
+            path: String::new(),
+            file_offset: 0,
+            dev: 0,
+            ino: 0,
+            shmid: -1,
+            key: 0,
+        }
+    }
+
+    fn event(kind: ShmEventKind, pid: u32) -> ShmEvent {
+        ShmEvent {
+            kind,
+            pid,
+            stack: 1,
+            key: 0,
+            shmid: -1,
+            size: 1024,
+            addr: 0,
+            name: String::new(),
+            dev: 0,
+            ino: 0,
+            origin_pid: 0,
+            origin_serial: 0,
+            end: EndCheck::Unchecked,
+        }
+    }
+
+    fn process(pid: u32, parent: u32, regions: Vec<MapRegion>, events: Vec<ShmEvent>) -> ProcessTrace {
+        ProcessTrace {
+            pid,
+            parent_pid: parent,
+            exec_index: 0,
+            argv: vec!["./prog".into()],
+            exe: "/tmp/prog".into(),
+            ending: Ending::Exited(0),
+            finalized: true,
+            modules: vec![],
+            stacks: vec![vec![], vec![0x1101, 0x1201]],
+            blocks: vec![],
+            errors: vec![],
+            stats: Stats::default(),
+            scan: Default::default(),
+            maps: Maps { regions, events, maps: 0, unmaps: 0 },
+            locations: Vec::new(),
+        }
+    }
+
+    fn report(trace: &Trace) -> crate::report::Report {
+        crate::analyse(trace, &mut NoSymbols, &Options::default())
+    }
+
+    #[test]
+    fn a_region_unmapped_anywhere_in_the_tree_is_not_listed_and_inherited_copies_never_are() {
+        let parent = process(
+            10,
+            1,
+            vec![region(0x1000_0000, MapKind::AnonShared, 10, 0, false), region(0x2000_0000, MapKind::DevZero, 10, 1, false)],
+            vec![],
+        );
+        let mut unmap = event(ShmEventKind::InheritedUnmap, 11);
+        unmap.origin_pid = 10;
+        unmap.origin_serial = 0;
+        let child = process(
+            11,
+            10,
+            vec![region(0x2000_0000, MapKind::DevZero, 10, 1, true), region(0x3000_0000, MapKind::AnonShared, 11, 0, false)],
+            vec![unmap],
+        );
+        let r = report(&Trace { processes: vec![parent, child] });
+        let p = &r.processes[0];
+        assert_eq!(p.mappings.len(), 1, "{:?}", p.mappings);
+        assert_eq!(p.mappings[0].kind, crate::report::MappingKind::DevZero);
+        assert_eq!(p.mappings[0].address, 0x2000_0000);
+        let c = &r.processes[1];
+        assert_eq!(c.mappings.len(), 1, "only its own: {:?}", c.mappings);
+        assert_eq!(c.mappings[0].address, 0x3000_0000);
+        assert_eq!(r.summary.mapping_records, 2);
+        assert_eq!(r.summary.mapped_bytes, 16384);
+        assert!(r.has_findings());
+    }
+
+    #[test]
+    fn private_mappings_are_listed_but_are_not_findings() {
+        let p = process(10, 1, vec![region(0x1000_0000, MapKind::AnonPrivate, 10, 0, false)], vec![]);
+        let r = report(&Trace { processes: vec![p] });
+        let p = &r.processes[0];
+        assert_eq!(p.mappings.len(), 1);
+        assert!(!p.mappings[0].shared);
+        assert_eq!(p.mappings[0].prot, "rw-");
+        assert_eq!(p.summary.mapping_records, 0);
+        assert!(!r.has_findings() && !p.fails(true));
+    }
+
+    #[test]
+    fn segments_follow_the_end_check_and_else_the_removals_of_the_whole_tree() {
+        let sysv = |shmid: i32, end: EndCheck| ShmEvent { shmid, end, ..event(ShmEventKind::SysvCreate, 10) };
+        let parent = process(
+            10,
+            1,
+            vec![],
+            vec![
+                sysv(1, EndCheck::Exists { bytes: 4096, attached: Some(1) }),
+                sysv(2, EndCheck::Gone),
+                sysv(3, EndCheck::Unchecked),
+                sysv(4, EndCheck::Unchecked),
+                // The same segment opened again with IPC_CREAT: listed once.
+                sysv(1, EndCheck::Exists { bytes: 4096, attached: Some(1) }),
+            ],
+        );
+        let child = process(11, 10, vec![], vec![ShmEvent { shmid: 3, ..event(ShmEventKind::SysvRemove, 11) }]);
+        let r = report(&Trace { processes: vec![parent, child] });
+        let got: Vec<(Option<i32>, Option<bool>, u64)> =
+            r.processes[0].shared_memory.iter().map(|s| (s.shmid, s.still_exists, s.bytes)).collect();
+        assert_eq!(got, vec![(Some(1), Some(true), 4096), (Some(4), None, 1024)]);
+        assert_eq!(r.processes[0].shared_memory[0].remove_command, "ipcrm -m 1");
+        assert_eq!(r.processes[0].shared_memory[0].attached, Some(1));
+        assert_eq!(r.summary.shared_memory_objects, 2);
+        assert!(r.processes[0].fails(false));
+    }
+
+    #[test]
+    fn posix_objects_are_named_and_removed_with_a_quoted_command() {
+        let posix = |name: &str, end: EndCheck| ShmEvent { name: name.into(), end, ..event(ShmEventKind::PosixCreate, 10) };
+        let p = process(
+            10,
+            1,
+            vec![],
+            vec![
+                posix("/it's here", EndCheck::Exists { bytes: 8192, attached: None }),
+                posix("/unlinked", EndCheck::Unchecked),
+                posix("/kept", EndCheck::Unchecked),
+                ShmEvent { name: "unlinked".into(), ..event(ShmEventKind::PosixUnlink, 10) },
+            ],
+        );
+        let r = report(&Trace { processes: vec![p] });
+        let s = &r.processes[0].shared_memory;
+        assert_eq!(s.len(), 2, "{s:?}");
+        assert_eq!(s[0].name.as_deref(), Some("/it's here"));
+        assert_eq!(s[0].remove_command, r"rm '/dev/shm/it'\''s here'");
+        assert_eq!(s[0].bytes, 8192);
+        assert_eq!(s[1].name.as_deref(), Some("/kept"));
+        assert_eq!(s[1].remove_command, "rm /dev/shm/kept");
+        assert_eq!(s[1].key, None);
+    }
+
+    #[test]
+    fn file_mappings_are_told_apart_by_their_path() {
+        let mut memfd = region(0x1000_0000, MapKind::FileShared, 10, 0, false);
+        memfd.path = "/memfd:buf (deleted)".into();
+        let mut posix = region(0x2000_0000, MapKind::FileShared, 10, 1, false);
+        posix.path = "/dev/shm/seg".into();
+        let mut file = region(0x3000_0000, MapKind::FileShared, 10, 2, false);
+        file.path = "/tmp/data".into();
+        let r = report(&Trace { processes: vec![process(10, 1, vec![memfd, posix, file], vec![])] });
+        let mut kinds: Vec<&str> = r.processes[0].mappings.iter().map(|m| m.kind.name()).collect();
+        kinds.sort();
+        assert_eq!(kinds, ["file-shared", "memfd", "posix-shm"]);
+    }
 }

@@ -80,6 +80,7 @@ fn process(pid: u32, blocks: Vec<Block>) -> ProcessTrace {
         stats: Stats { allocs: 100, frees: 90, ..Default::default() },
         scan: Default::default(),
         maps: Default::default(),
+        locations: Vec::new(),
     }
 }
 

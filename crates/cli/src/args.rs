@@ -68,6 +68,10 @@ pub struct RunArgs {
     /// report while it keeps running. leakscope passes SIGUSR1/SIGUSR2 it receives on to it.
     #[arg(long, value_name = "SIGNAL", value_parser = crate::launch::parse_signal)]
     pub check_on_signal: Option<i32>,
+    /// Start with tracing off, until the program calls leakscope_enable() (leakscope.h,
+    /// like glibc's mtrace()): only what it allocates while tracing is on is reported.
+    #[arg(long)]
+    pub start_disabled: bool,
     /// The program to run and its arguments (put them after `--`).
     #[arg(value_name = "PROG", required = true, num_args = 1.., trailing_var_arg = true)]
     pub command: Vec<OsString>,

@@ -1,6 +1,7 @@
-//! `run --check-on-signal`: while the program runs, watch its session files
-//! for new reachability results (each on-demand check the preload runs bumps
-//! a counter in the file header) and print a report for each, on stderr.
+//! On-demand checks (`leakscope_check()` from the program, or `run
+//! --check-on-signal`): while the program runs, watch its session files for
+//! new reachability results (each on-demand check the preload runs bumps a
+//! counter in the file header) and print a report for each, on stderr.
 
 use crate::args::OutputArgs;
 use crate::render_text::{self, TextOptions};
@@ -32,6 +33,7 @@ impl Watcher {
 
     pub fn stop(self) {
         self.stop.store(true, Ordering::Release);
+        self.thread.thread().unpark();
         let _ = self.thread.join();
     }
 }
@@ -41,7 +43,10 @@ fn watch(dir: &std::path::Path, stop: &AtomicBool, opts: &TextOptions, color: an
     // Made on first use: setting it up takes a while, and polling must start at once.
     let mut sym: Option<Symbolizer> = None;
     while !stop.load(Ordering::Acquire) {
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::park_timeout(Duration::from_millis(100));
+        if stop.load(Ordering::Acquire) {
+            break;
+        }
         let Ok(files) = session::session_files(dir) else { continue };
         for f in files {
             let Some((pid, seq)) = session::read_scan_seq(&f) else { continue };
@@ -56,6 +61,10 @@ fn watch(dir: &std::path::Path, stop: &AtomicBool, opts: &TextOptions, color: an
                     continue;
                 }
             };
+            if read.state != leakscope_format::layout::state::RUNNING {
+                // The scan at exit, seen before the process marked itself ended: the final report has it.
+                continue;
+            }
             let trace = Trace { processes: vec![read.process] };
             let report = analyse(&trace, sym.get_or_insert_with(Symbolizer::new), &Options::default());
             let text = render_text::render_with(&report, opts);

@@ -52,6 +52,7 @@ mod tests {
                 stats: Stats { allocs: 1, frees: 0, ..Default::default() },
                 scan: Default::default(),
                 maps: Default::default(),
+                locations: Vec::new(),
             }],
         }
     }
@@ -65,6 +66,7 @@ mod tests {
                 stats: false,
                 show_reachable: false,
                 show_inherited: false,
+                show_mappings: false,
                 fail_on_possible: false,
                 export: Default::default(),
                 suppress: Default::default(),

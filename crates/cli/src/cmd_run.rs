@@ -21,10 +21,14 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         (OsString::from(SESSION_ENV), session.path().as_os_str().to_os_string()),
     ];
     env.push((OsString::from("LEAKSCOPE_FREE_STACKS"), OsString::from(&args.free_stacks)));
-    let watcher = args.check_on_signal.map(|signal| {
+    if let Some(signal) = args.check_on_signal {
         env.push((OsString::from("LEAKSCOPE_CHECK_SIGNAL"), OsString::from(signal.to_string())));
-        crate::checks::Watcher::start(session.path().to_path_buf(), &args.out)
-    });
+    }
+    if args.start_disabled {
+        env.push((OsString::from("LEAKSCOPE_START_DISABLED"), OsString::from("1")));
+    }
+    // Reports on-demand checks: the signal's, and leakscope_check() calls from the program.
+    let watcher = Some(crate::checks::Watcher::start(session.path().to_path_buf(), &args.out));
     let launch = Launch { program, argv: args.command.clone(), env };
     let (pid, status) = launch::run(&launch)?;
     if let Some(w) = watcher {

@@ -100,6 +100,7 @@ pub(crate) fn empty_process(pid: u32, exec_index: u32) -> ProcessTrace {
         stats: Stats::default(),
         scan: Default::default(),
         maps: Default::default(),
+        locations: Vec::new(),
     }
 }
 

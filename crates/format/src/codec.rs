@@ -13,8 +13,9 @@ use std::fmt;
 
 pub const TRACE_MAGIC: [u8; 8] = *b"LSTRACE\0";
 /// Version 2 appended each process's mappings and shared-memory events to its
-/// record; version 1 traces (without them) are still read.
-pub const TRACE_VERSION: u32 = 2;
+/// record, version 3 its source locations (the `leakscope.h` macros); older
+/// traces (without them) are still read.
+pub const TRACE_VERSION: u32 = 3;
 /// The oldest version this leakscope reads.
 pub const TRACE_VERSION_MIN: u32 = 1;
 
@@ -190,6 +191,30 @@ fn encode_process(w: &mut Writer, p: &ProcessTrace) {
     w.uint(p.scan.threads_not_stopped as u64);
     w.uint(p.scan.nanos);
     encode_maps(w, &p.maps);
+    encode_locations(w, &p.locations);
+}
+
+/// Version 3: appended after the maps.
+fn encode_locations(w: &mut Writer, locations: &[SourceLocation]) {
+    w.uint(locations.len() as u64);
+    for l in locations {
+        w.bytes(l.file.as_bytes());
+        w.uint(l.line as u64);
+        w.bytes(l.function.as_bytes());
+    }
+}
+
+fn decode_locations(r: &mut Reader) -> Result<Vec<SourceLocation>, DecodeError> {
+    let n = r.len("location count")?;
+    let mut out = Vec::with_capacity(n.min(1 << 16));
+    for _ in 0..n {
+        out.push(SourceLocation {
+            file: r.string("location file")?,
+            line: r.u32("location line")?,
+            function: r.string("location function")?,
+        });
+    }
+    Ok(out)
 }
 
 /// Version 2: appended at the end of each process record.
@@ -413,6 +438,7 @@ fn decode_process(r: &mut Reader, version: u32) -> Result<ProcessTrace, DecodeEr
         nanos: r.uint("scan time")?,
     };
     let maps = if version >= 2 { decode_maps(r, stacks.len())? } else { Maps::default() };
+    let locations = if version >= 3 { decode_locations(r)? } else { Vec::new() };
     Ok(ProcessTrace {
         pid,
         parent_pid,
@@ -428,6 +454,7 @@ fn decode_process(r: &mut Reader, version: u32) -> Result<ProcessTrace, DecodeEr
         stats,
         scan,
         maps,
+        locations,
     })
 }
 
@@ -631,6 +658,7 @@ mod tests {
                     maps: 9,
                     unmaps: 8,
                 },
+                locations: vec![SourceLocation { file: "prog.c".into(), line: 12, function: "main".into() }],
             }],
         }
     }
@@ -663,6 +691,7 @@ mod tests {
     fn version_1_traces_without_mappings_are_still_read() {
         let mut t = sample();
         t.processes[0].maps = Maps::default();
+        t.processes[0].locations = Vec::new();
         let mut body = Writer(Vec::new());
         body.uint(1);
         let mut rec = Writer(Vec::new());
@@ -670,6 +699,7 @@ mod tests {
         // A version 1 record is the version 2 one without the appended maps.
         let mut tail = Writer(Vec::new());
         encode_maps(&mut tail, &Maps::default());
+        encode_locations(&mut tail, &[]);
         let rec = &rec.0[..rec.0.len() - tail.0.len()];
         body.0.extend_from_slice(rec);
         let mut out = Vec::new();

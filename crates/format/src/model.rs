@@ -46,6 +46,19 @@ pub struct ProcessTrace {
     pub scan: Scan,
     /// Memory mappings live at the end and shared-memory events.
     pub maps: Maps,
+    /// Source locations the program gave with the `leakscope.h` macros. A
+    /// stack frame `f` with `layout::location_frame_value(f) == Some(i)` is
+    /// `locations[i]`, not a return address; it comes just before (inside) the
+    /// return address of the call that carried it.
+    pub locations: Vec<SourceLocation>,
+}
+
+/// A source location given by the program itself (`__FILE__`, `__LINE__`, `__func__`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SourceLocation {
+    pub file: String,
+    pub line: u32,
+    pub function: String,
 }
 
 /// What a process mapped and did with shared memory.

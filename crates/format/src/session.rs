@@ -159,6 +159,8 @@ fn parse(bytes: &[u8]) -> SessionRead {
         layout::state::KILLED => Ending::Signaled(exit_code),
         _ => Ending::Unknown,
     };
+    let mut stack_table = stacks.stacks;
+    let locations = read_locations(&v, &mut stack_table, &mut damage);
     SessionRead {
         process: ProcessTrace {
             pid,
@@ -169,12 +171,13 @@ fn parse(bytes: &[u8]) -> SessionRead {
             ending,
             finalized: state == layout::state::EXITED,
             modules,
-            stacks: stacks.stacks,
+            stacks: stack_table,
             blocks,
             errors,
             stats,
             scan,
             maps,
+            locations,
         },
         state,
         damage,
@@ -290,6 +293,59 @@ fn read_maps(v: &View, pid: u32, stacks: &mut StackRemap, damage: &mut Vec<Strin
         }
     }
     maps
+}
+
+/// The source locations named by location frames (record offsets in the
+/// file), which become indices into the returned table. A frame whose record
+/// is damaged is dropped.
+fn read_locations(v: &View, stacks: &mut [Vec<u64>], damage: &mut Vec<String>) -> Vec<SourceLocation> {
+    let mut index: HashMap<u64, u64> = HashMap::new();
+    let mut out = Vec::new();
+    for s in stacks.iter_mut() {
+        let mut dropped = false;
+        for f in s.iter_mut() {
+            let Some(off) = layout::location_frame_value(*f) else { continue };
+            let i = match index.get(&off) {
+                Some(&i) => i,
+                None => match read_location(v, off) {
+                    Some(l) => {
+                        out.push(l);
+                        index.insert(off, out.len() as u64 - 1);
+                        out.len() as u64 - 1
+                    }
+                    None => {
+                        damage.push(format!("source location record at {off:#x} lies outside the file"));
+                        *f = 0;
+                        dropped = true;
+                        continue;
+                    }
+                },
+            };
+            *f = layout::location_frame(i);
+        }
+        if dropped {
+            s.retain(|&f| f != 0);
+        }
+    }
+    out
+}
+
+fn read_location(v: &View, off: u64) -> Option<SourceLocation> {
+    use layout::LocationRecord as R;
+    let line = v.u32(off.checked_add(offset_of!(R, line) as u64)?)?;
+    let file_len = v.u32(off + offset_of!(R, file_len) as u64)? as u64;
+    let function_len = v.u32(off + offset_of!(R, function_len) as u64)? as u64;
+    if file_len > layout::MAX_LOCATION_TEXT as u64 || function_len > layout::MAX_LOCATION_TEXT as u64 {
+        return None;
+    }
+    let text = off + size_of::<R>() as u64;
+    let file = v.slice(text, file_len)?;
+    let function = v.slice(text + file_len, function_len)?;
+    Some(SourceLocation {
+        file: String::from_utf8_lossy(file).into_owned(),
+        line,
+        function: String::from_utf8_lossy(function).into_owned(),
+    })
 }
 
 /// The classes found by the last reachability scan, applied to `blocks` (sorted by address).

@@ -29,7 +29,7 @@ static SELF_HI: AtomicU64 = AtomicU64::new(0);
 /// no allocation: usable from the first allocation on).
 #[cold]
 fn compute_self_range() -> (u64, u64) {
-    let base = unsafe { core::ptr::addr_of!(__ehdr_start) } as u64;
+    let base = core::ptr::addr_of!(__ehdr_start) as u64;
     let eh = unsafe { &*(base as *const libc::Elf64_Ehdr) };
     let mut lo = u64::MAX;
     let mut hi = 0;

@@ -18,7 +18,7 @@
 
 use crate::{live, session, thread};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use leakscope_format::layout::{self, scan_entry, LeakClass};
+use leakscope_format::layout::{self, scan_entry, AllocKind, LeakClass};
 
 const MAX_PARKED: usize = 4096;
 /// How long to wait for threads to stop before scanning without them.
@@ -161,11 +161,20 @@ unsafe extern "C" fn roots_cb(info: *mut libc::dl_phdr_info, _size: usize, data:
 
 fn gather_roots() -> Roots {
     let mut roots = Roots { segments: Vec::new(), tls: Vec::new(), mappings: Vec::new(), others: Vec::new() };
+    read_maps(&mut roots.mappings);
     unsafe { libc::dl_iterate_phdr(Some(roots_cb), &mut roots as *mut Roots as *mut libc::c_void) };
+    // Static TLS lies next to the thread pointer, at the same offset in every
+    // thread; a dlopen'ed library's TLS is allocated apart, per thread (it is
+    // reached through each thread's DTV instead).
+    let tp = thread_pointer();
+    let here = mapping_of(&roots.mappings, tp);
+    roots.tls.retain(|&(off, size)| {
+        let start = (tp as i64 + off) as u64;
+        here.is_some_and(|(a, b)| start >= a && start + size <= b)
+    });
     let (lo, hi) = crate::modules::self_range();
     // leakscope's own data holds no pointer the program made.
     roots.segments.retain(|&(a, _)| a < lo || a >= hi);
-    read_maps(&mut roots.mappings);
     list_other_threads(&mut roots.others);
     if SIZEOF_PTHREAD.load(Ordering::Relaxed) == 0 {
         // glibc exports sizeof(struct pthread) for libthread_db.
@@ -246,6 +255,30 @@ fn list_other_threads(out: &mut Vec<i32>) {
     unsafe { libc::close(fd) };
 }
 
+/// What an interior pointer `w` into `n` amounts to: Some(true) when it
+/// stands for a pointer to the start, Some(false) for a real interior
+/// pointer, None when it is not the program's pointer at all.
+fn interior(n: &Node, w: u64) -> Option<bool> {
+    let size = n.end - n.addr;
+    // glibc lets a block use the first word of the next chunk's header; its
+    // free lists then point at that header, which lies inside the block when
+    // the request leaves no slack. Those are glibc's links, not the program's.
+    let chunk = ((size + 8 + 15) & !15).max(32);
+    if w == n.addr - 16 + chunk {
+        return None;
+    }
+    // `new T[n]` for a T with a destructor returns block + 8, the element
+    // count being stored first: Valgrind's "newarray" heuristic counts a
+    // pointer there as a pointer to the block.
+    if w == n.addr + 8 && n.kind == AllocKind::NewArray as u8 && size > 8 {
+        let count = unsafe { *(n.addr as *const u64) };
+        if count > 0 && count <= size - 8 && (size - 8) % count == 0 {
+            return Some(true);
+        }
+    }
+    Some(false)
+}
+
 /// A live block during the scan.
 #[derive(Clone, Copy)]
 struct Node {
@@ -253,6 +286,7 @@ struct Node {
     end: u64,
     state: u8,
     flags: u8,
+    kind: u8,
 }
 
 const UNREACHED: u8 = 0;
@@ -284,7 +318,7 @@ impl Marker<'_> {
         if w == n.addr {
             Some((i - 1, true))
         } else if w < n.end {
-            Some((i - 1, false))
+            interior(n, w).map(|start| (i - 1, start))
         } else {
             None
         }
@@ -297,8 +331,10 @@ impl Marker<'_> {
         }
     }
 
-    /// Root marking: a start pointer makes a block reachable, an interior one possible.
-    fn scan_range(&mut self, lo: u64, hi: u64) {
+    /// Marks what the words of [lo, hi) point to. From a root or a reachable
+    /// block (`strong`), a start pointer makes a block reachable and an
+    /// interior one possible; from a possibly-lost block, both only possible.
+    fn scan_range(&mut self, lo: u64, hi: u64, strong: bool) {
         let debug = DEBUG.load(Ordering::Relaxed);
         let mut p = (lo + 7) & !7;
         while p + 8 <= hi {
@@ -306,9 +342,14 @@ impl Marker<'_> {
             if debug {
                 self.explain(w, p, lo, hi);
             }
-            self.mark_word(w);
+            self.mark_word(w, strong);
             p += 8;
         }
+    }
+
+    /// Roots.
+    fn scan_root(&mut self, lo: u64, hi: u64) {
+        self.scan_range(lo, hi, true)
     }
 
     #[cold]
@@ -330,24 +371,26 @@ impl Marker<'_> {
     }
 
     #[inline]
-    fn mark_word(&mut self, w: u64) {
+    fn mark_word(&mut self, w: u64, strong: bool) {
         if let Some((i, start)) = self.find(w) {
             let s = self.nodes[i].state;
-            if start && s != REACHABLE {
+            if strong && start && s != REACHABLE {
                 self.nodes[i].state = REACHABLE;
                 self.push(i);
-            } else if !start && s == UNREACHED {
+            } else if s == UNREACHED {
                 self.nodes[i].state = POSSIBLE;
                 self.push(i);
             }
         }
     }
 
+    /// Scan the blocks marked so far. A block upgraded from possible to
+    /// reachable was pushed again, so its children get upgraded too.
     fn drain(&mut self) {
         while self.top > 0 {
             self.top -= 1;
             let n = self.nodes[self.stack[self.top] as usize];
-            self.scan_range(n.addr, n.end);
+            self.scan_range(n.addr, n.end, n.state == REACHABLE);
         }
     }
 
@@ -423,9 +466,15 @@ fn own_stack_roots(c: &Caller, stack_hi: u64) -> (u64, Vec<(u64, u64)>) {
             Err(())
         }
     };
-    for _ in 0..16 {
+    let mut exit_seen = false;
+    for _ in 0..24 {
         use framehop::Unwinder;
         let here = address.address_for_lookup();
+        // Past exit(), only leakscope's own exit() wrapper may still sit
+        // between it and the program: the program's part starts above it.
+        if exit_seen && !crate::modules::is_self(here) {
+            return (regs.sp(), spills);
+        }
         let Ok(Some(ra)) = known.unwinder.unwind_frame(address, &mut regs, extra.unwind_cache.for_address(here), &mut read) else {
             break;
         };
@@ -435,12 +484,10 @@ fn own_stack_roots(c: &Caller, stack_hi: u64) -> (u64, Vec<(u64, u64)>) {
         let in_exit = exit_fn != 0
             && unsafe { libc::dladdr(here as *const libc::c_void, &mut info) } != 0
             && info.dli_saddr as usize == exit_fn;
-        if !crate::modules::is_self(here) {
+        if !crate::modules::is_self(here) || exit_seen {
             spills.push((cfa.saturating_sub(8 + 48), cfa - 8));
         }
-        if in_exit {
-            return (cfa, spills);
-        }
+        exit_seen |= in_exit;
         match framehop::FrameAddress::from_return_address(ra) {
             Some(next) => address = next,
             None => break,
@@ -550,7 +597,13 @@ fn classify(roots: &Roots, own: &OwnStack, parked: usize) -> Option<(u64, u64, u
     let mut n = 0;
     live::for_each_locked(|e| {
         if n < nodes.len() {
-            nodes[n] = Node { addr: e.addr(), end: e.addr() + e.size().max(1), state: UNREACHED, flags: e.flags() };
+            nodes[n] = Node {
+                addr: e.addr(),
+                end: e.addr() + e.size().max(1),
+                state: UNREACHED,
+                flags: e.flags(),
+                kind: e.kind() as u8,
+            };
             n += 1;
         }
     });
@@ -562,17 +615,17 @@ fn classify(roots: &Roots, own: &OwnStack, parked: usize) -> Option<(u64, u64, u
     let mut m = Marker { nodes, stack: stack_mem.slice(), top: 0, lo, hi };
 
     for &(a, b) in &roots.segments {
-        m.scan_range(a, b);
+        m.scan_root(a, b);
     }
     // This thread: registers, stack, TLS and control block.
     for &r in own.regs {
-        m.mark_word(r);
+        m.mark_word(r, true);
     }
     if own.to > own.from {
-        m.scan_range(own.from, own.to);
+        m.scan_root(own.from, own.to);
     }
     for &(a, b) in own.spills {
-        m.scan_range(a, b);
+        m.scan_root(a, b);
     }
     scan_thread_area(&mut m, roots, thread_pointer());
     m.drain();
@@ -580,11 +633,11 @@ fn classify(roots: &Roots, own: &OwnStack, parked: usize) -> Option<(u64, u64, u
     let parked_threads = unsafe { &(&*core::ptr::addr_of!(PARKED))[..parked] };
     for t in parked_threads {
         for &r in &t.regs {
-            m.mark_word(r);
+            m.mark_word(r, true);
         }
         if let Some(&(_, end)) = roots.mappings.iter().find(|&&(a, b)| t.sp >= a && t.sp < b) {
             let start = roots.mappings.iter().find(|&&(a, b)| t.sp - RED_ZONE >= a && t.sp - RED_ZONE < b);
-            m.scan_range(if start.is_some() { t.sp - RED_ZONE } else { t.sp }, end);
+            m.scan_root(if start.is_some() { t.sp - RED_ZONE } else { t.sp }, end);
         }
         scan_thread_area(&mut m, roots, t.fs);
         m.drain();
@@ -624,16 +677,46 @@ fn classify(roots: &Roots, own: &OwnStack, parked: usize) -> Option<(u64, u64, u
     Some((off, n as u64, lost))
 }
 
-/// A thread's static TLS blocks and its control block (struct pthread).
+/// The readable, writable mapping holding `addr`.
+fn mapping_of(mappings: &[(u64, u64)], addr: u64) -> Option<(u64, u64)> {
+    mappings.iter().copied().find(|&(a, b)| addr >= a && addr < b)
+}
+
+/// A thread's static TLS blocks, its control block (struct pthread: it holds
+/// pthread_setspecific values) and its DTV (pointers to dynamic TLS blocks).
+/// Every range is checked against the mappings first: a wrong guess must
+/// not fault in the middle of the scan.
 fn scan_thread_area(m: &mut Marker, roots: &Roots, tp: u64) {
-    if tp == 0 {
-        return;
-    }
+    let Some((map_lo, map_hi)) = (tp != 0).then(|| mapping_of(&roots.mappings, tp)).flatten() else { return };
+    let inside = |a: u64, b: u64| a >= map_lo && b <= map_hi && a <= b;
     for &(off, size) in &roots.tls {
         let start = (tp as i64 + off) as u64;
-        m.scan_range(start, start + size);
+        if inside(start, start + size) {
+            m.scan_root(start, start + size);
+        }
     }
-    m.scan_range(tp, tp + SIZEOF_PTHREAD.load(Ordering::Relaxed));
+    let tcb_end = (tp + SIZEOF_PTHREAD.load(Ordering::Relaxed)).min(map_hi);
+    m.scan_root(tp, tcb_end);
+    // tcbhead_t.dtv (at tp + 8) points at the second of the DTV's 16-byte
+    // entries; the first holds the number of module entries, which follow
+    // the generation counter.
+    let dtv = unsafe { *((tp + 8) as *const u64) };
+    if dtv < 16 || dtv % 8 != 0 {
+        return;
+    }
+    let base = dtv - 16;
+    // A thread made by pthread_create has its DTV on the heap, a block like
+    // any other (reached from the control block); only the main thread's,
+    // made by the loader before malloc existed, is a root of its own.
+    if m.find(base).is_some() {
+        return;
+    }
+    let Some((d_lo, d_hi)) = mapping_of(&roots.mappings, base) else { return };
+    let len = unsafe { *(base as *const u64) };
+    let end = base.saturating_add((len.min(1 << 16) + 2) * 16);
+    if len > 0 && base >= d_lo && end <= d_hi {
+        m.scan_root(base, end);
+    }
 }
 
 /// The callee-saved registers (rbx, rbp, r12-r15) as they are here.
