@@ -57,7 +57,7 @@ pub fn start_on_signal(signal: i32) {
 }
 
 /// Scan now, from the calling thread, and return how many of the program's
-/// blocks are lost (definitely, indirectly or possibly). The report at exit
+/// blocks are lost (definitely or indirectly). The report at exit
 /// and `leakscope snapshot` show the details. 0 when not running under leakscope.
 #[no_mangle]
 pub extern "C" fn leakscope_check() -> libc::c_ulong {

@@ -38,6 +38,11 @@ real_fns! {
     MEMALIGN: AlignedFn = "memalign";
     VALLOC: MallocFn = "valloc";
     PVALLOC: MallocFn = "pvalloc";
+    LIBC_MALLOC: MallocFn = "__libc_malloc";
+    LIBC_FREE: FreeFn = "__libc_free";
+    LIBC_CALLOC: CallocFn = "__libc_calloc";
+    LIBC_REALLOC: ReallocFn = "__libc_realloc";
+    LIBC_MEMALIGN: AlignedFn = "__libc_memalign";
 }
 
 #[inline]
@@ -91,6 +96,33 @@ pub fn valloc() -> Option<MallocFn> {
 pub fn pvalloc() -> Option<MallocFn> {
     let f = get(&PVALLOC);
     (f != 0).then(|| unsafe { core::mem::transmute::<usize, MallocFn>(f) })
+}
+
+// glibc's own entry points, for leakscope's internal allocator.
+#[inline]
+pub fn libc_malloc() -> Option<MallocFn> {
+    let f = get(&LIBC_MALLOC);
+    (f != 0).then(|| unsafe { core::mem::transmute::<usize, MallocFn>(f) })
+}
+#[inline]
+pub fn libc_free() -> Option<FreeFn> {
+    let f = get(&LIBC_FREE);
+    (f != 0).then(|| unsafe { core::mem::transmute::<usize, FreeFn>(f) })
+}
+#[inline]
+pub fn libc_calloc() -> Option<CallocFn> {
+    let f = get(&LIBC_CALLOC);
+    (f != 0).then(|| unsafe { core::mem::transmute::<usize, CallocFn>(f) })
+}
+#[inline]
+pub fn libc_realloc() -> Option<ReallocFn> {
+    let f = get(&LIBC_REALLOC);
+    (f != 0).then(|| unsafe { core::mem::transmute::<usize, ReallocFn>(f) })
+}
+#[inline]
+pub fn libc_memalign() -> Option<AlignedFn> {
+    let f = get(&LIBC_MEMALIGN);
+    (f != 0).then(|| unsafe { core::mem::transmute::<usize, AlignedFn>(f) })
 }
 
 /// Look up an optional symbol later (C++ runtime, glibc's freeres), or 0.

@@ -498,8 +498,9 @@ fn own_stack_roots(c: &Caller, stack_hi: u64) -> (u64, Vec<(u64, u64)>) {
 }
 
 /// Scan now and record every live block's class in the session file.
-/// Returns the number of the program's blocks found lost (definite, indirect
-/// or possible). Call inside a hook guard, never from a signal handler.
+/// Returns the number of the program's blocks found lost (definitely or
+/// indirectly, as Valgrind counts leaks). Call inside a hook guard, never from
+/// a signal handler.
 pub fn scan(caller: &Caller) -> u64 {
     if SCANNING.swap(1, Ordering::AcqRel) != 0 {
         return 0;
@@ -662,7 +663,7 @@ fn classify(roots: &Roots, own: &OwnStack, parked: usize) -> Option<(u64, u64, u
     let out = session::at::<u64>(off);
     let mut lost = 0;
     for (i, node) in m.nodes.iter().enumerate() {
-        if node.flags & crate::lifecycle::UNREPORTED_FLAGS == 0 && matches!(node.state, DEFINITE | INDIRECT | POSSIBLE) {
+        if node.flags & crate::lifecycle::UNREPORTED_FLAGS == 0 && matches!(node.state, DEFINITE | INDIRECT) {
             lost += 1;
         }
         let class = match node.state {
