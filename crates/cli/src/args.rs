@@ -28,6 +28,32 @@ pub enum Command {
     Diff(crate::export_args::DiffArgs),
     /// Show the live blocks of a process running under `leakscope run`, without stopping it.
     Snapshot(SnapshotArgs),
+    /// Report on a log written by glibc's mtrace(): blocks never freed and bad frees, by caller.
+    Mtrace(MtraceArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct MtraceArgs {
+    /// The log: MALLOC_TRACE=LOG while the program ran (on glibc 2.34 and later with
+    /// LD_PRELOAD=libc_malloc_debug.so.0, without which mtrace() writes nothing).
+    #[arg(value_name = "LOG")]
+    pub log: PathBuf,
+    /// The traced program, for callers in it (else the file the log names, looked for from the
+    /// current directory, then from the log's).
+    #[arg(long, value_name = "PROG")]
+    pub binary: Option<PathBuf>,
+    /// Also write the report as JSON (schema leakscope-report/1) to FILE ('-' for stdout).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write the text report to FILE instead of stderr.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Exit with N when the log shows blocks never freed or bad frees (else 0).
+    #[arg(long, value_name = "N")]
+    pub error_exitcode: Option<u8>,
+    /// When to colour the text report.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorWhen::Auto)]
+    pub color: ColorWhen,
 }
 
 #[derive(Args, Debug)]

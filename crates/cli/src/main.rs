@@ -4,6 +4,7 @@
 mod args;
 mod checks;
 mod cmd_diff;
+mod cmd_mtrace;
 mod cmd_report;
 mod cmd_run;
 mod cmd_snapshot;
@@ -13,6 +14,8 @@ mod export_args;
 mod export_out;
 mod fail;
 mod launch;
+mod mtrace;
+mod mtrace_elf;
 mod output;
 mod pipeline;
 mod preload_path;
@@ -35,6 +38,7 @@ fn main() {
         args::Command::Report(a) => cmd_report::run(a),
         args::Command::Diff(a) => cmd_diff::run(a),
         args::Command::Snapshot(a) => cmd_snapshot::run(a),
+        args::Command::Mtrace(a) => cmd_mtrace::run(a),
     };
     let code = match result {
         Ok(code) => code,

@@ -467,6 +467,11 @@ fn own_stack_roots(c: &Caller, stack_hi: u64) -> (u64, Vec<(u64, u64)>) {
         }
     };
     let mut exit_seen = false;
+    // For a check while the program runs (leakscope_check): where the
+    // program's frames start, and the callee-saved slots of leakscope's own
+    // frames below them (their other slots hold stale words of earlier calls).
+    let mut program_sp = None;
+    let mut own_spills = Vec::new();
     for _ in 0..24 {
         use framehop::Unwinder;
         let here = address.address_for_lookup();
@@ -474,6 +479,9 @@ fn own_stack_roots(c: &Caller, stack_hi: u64) -> (u64, Vec<(u64, u64)>) {
         // between it and the program: the program's part starts above it.
         if exit_seen && !crate::modules::is_self(here) {
             return (regs.sp(), spills);
+        }
+        if program_sp.is_none() && !crate::modules::is_self(here) {
+            program_sp = Some(regs.sp());
         }
         let Ok(Some(ra)) = known.unwinder.unwind_frame(address, &mut regs, extra.unwind_cache.for_address(here), &mut read) else {
             break;
@@ -486,6 +494,8 @@ fn own_stack_roots(c: &Caller, stack_hi: u64) -> (u64, Vec<(u64, u64)>) {
             && info.dli_saddr as usize == exit_fn;
         if !crate::modules::is_self(here) || exit_seen {
             spills.push((cfa.saturating_sub(8 + 48), cfa - 8));
+        } else if program_sp.is_none() {
+            own_spills.push((cfa.saturating_sub(8 + 48), cfa - 8));
         }
         exit_seen |= in_exit;
         match framehop::FrameAddress::from_return_address(ra) {
@@ -494,7 +504,10 @@ fn own_stack_roots(c: &Caller, stack_hi: u64) -> (u64, Vec<(u64, u64)>) {
         }
     }
     // Not called from exit(): every frame above ours is the program's.
-    (c.sp, Vec::new())
+    match program_sp {
+        Some(sp) => (sp, own_spills),
+        None => (c.sp, Vec::new()),
+    }
 }
 
 /// Scan now and record every live block's class in the session file.
