@@ -141,6 +141,10 @@ pub fn ensure_init() {
     if !scan.is_null() && unsafe { *scan } == b'0' as libc::c_char {
         SCAN_AT_EXIT.store(false, Ordering::Relaxed);
     }
+    let private = unsafe { libc::getenv(c"LEAKSCOPE_PRIVATE_TABLES".as_ptr()) };
+    if !private.is_null() && unsafe { *private } == b'1' as libc::c_char {
+        session::PRIVATE_TABLES.store(true, Ordering::Relaxed);
+    }
     let debug_scan = unsafe { libc::getenv(c"LEAKSCOPE_DEBUG_SCAN".as_ptr()) };
     if !debug_scan.is_null() && unsafe { *debug_scan } == b'1' as libc::c_char {
         crate::scan::DEBUG.store(true, Ordering::Relaxed);
@@ -199,6 +203,7 @@ extern "C" fn at_exit(status: libc::c_int, _arg: *mut libc::c_void) {
     let h = session::header();
     session::set_end_time();
     h.state.store(layout::state::EXITED, Ordering::Release);
+    session::write_out_private_tables();
 }
 
 /// glibc and libstdc++ keep one-time allocations until exit and free them only

@@ -95,6 +95,46 @@ impl PathBuf {
     }
 }
 
+/// LEAKSCOPE_PRIVATE_TABLES=1, for measuring what crash safety costs: the
+/// tables live in private memory and reach the file only when the process
+/// exits normally (a killed process then leaves nothing to report).
+pub static PRIVATE_TABLES: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+fn map_private() -> Option<usize> {
+    let p = unsafe {
+        libc::syscall(
+            libc::SYS_mmap,
+            0usize,
+            layout::RESERVE_BYTES as usize,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1i32,
+            0usize,
+        )
+    };
+    (p >= 0 && p as usize != libc::MAP_FAILED as usize).then_some(p as usize)
+}
+
+/// With private tables: write them to the session file (at the very end of exit).
+pub fn write_out_private_tables() {
+    if !PRIVATE_TABLES.load(Ordering::Relaxed) || !is_mapped() {
+        return;
+    }
+    let fd = FD.load(Ordering::Relaxed);
+    let used = header().bump.load(Ordering::Acquire);
+    let src = BASE.load(Ordering::Relaxed) as *const u8;
+    let mut done = 0u64;
+    while done < used {
+        let n = unsafe {
+            libc::pwrite(fd, src.add(done as usize) as *const libc::c_void, (used - done).min(1 << 24) as usize, done as i64)
+        };
+        if n <= 0 {
+            return;
+        }
+        done += n as u64;
+    }
+}
+
 fn map_file(fd: i32) -> Option<usize> {
     // Raw syscall: our own future mmap hooks must never see leakscope's mapping.
     let p = unsafe {
@@ -147,7 +187,8 @@ pub fn create(dir: &[u8]) -> bool {
         unsafe { libc::close(fd) };
         return false;
     }
-    let Some(base) = map_file(fd) else {
+    let mapped = if PRIVATE_TABLES.load(Ordering::Relaxed) { map_private() } else { map_file(fd) };
+    let Some(base) = mapped else {
         unsafe { libc::close(fd) };
         return false;
     };
