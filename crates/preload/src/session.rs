@@ -120,8 +120,11 @@ pub fn write_out_private_tables() {
     if !PRIVATE_TABLES.load(Ordering::Relaxed) || !is_mapped() {
         return;
     }
-    let fd = FD.load(Ordering::Relaxed);
-    let used = header().bump.load(Ordering::Acquire);
+    write_used_prefix(FD.load(Ordering::Relaxed), header().bump.load(Ordering::Acquire));
+}
+
+/// Write the first `used` bytes of the mapped tables to `fd`.
+fn write_used_prefix(fd: i32, used: u64) -> bool {
     let src = BASE.load(Ordering::Relaxed) as *const u8;
     let mut done = 0u64;
     while done < used {
@@ -129,10 +132,11 @@ pub fn write_out_private_tables() {
             libc::pwrite(fd, src.add(done as usize) as *const libc::c_void, (used - done).min(1 << 24) as usize, done as i64)
         };
         if n <= 0 {
-            return;
+            return false;
         }
         done += n as u64;
     }
+    true
 }
 
 fn map_file(fd: i32) -> Option<usize> {
@@ -260,17 +264,9 @@ pub fn fork_child_copy(dir: &[u8]) -> bool {
         return false;
     }
     // Write the used prefix of the parent's file into the child's file.
-    let src = BASE.load(Ordering::Relaxed) as *const u8;
-    let mut done = 0u64;
-    while done < used {
-        let n = unsafe {
-            libc::pwrite(fd, src.add(done as usize) as *const libc::c_void, (used - done).min(1 << 24) as usize, done as i64)
-        };
-        if n <= 0 {
-            unsafe { libc::close(fd) };
-            return false;
-        }
-        done += n as u64;
+    if !write_used_prefix(fd, used) {
+        unsafe { libc::close(fd) };
+        return false;
     }
     // Replace the shared mapping in place: every offset and pointer stays valid.
     let base = BASE.load(Ordering::Relaxed);
