@@ -12,6 +12,7 @@ pub mod lineage;
 pub mod mappings;
 pub mod report;
 pub mod runtime;
+pub mod words;
 pub mod suppress;
 pub mod symbols;
 

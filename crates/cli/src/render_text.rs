@@ -147,26 +147,7 @@ fn summary_counts(s: &Summary) -> String {
 }
 
 fn render_error(out: &mut String, tag: &str, e: &HeapErrorReport) {
-    let by = if e.release == Release::Free { String::new() } else { format!(" by {}", e.release.name()) };
-    let what = match e.kind {
-        HeapErrorKind::DoubleFree => match &e.block {
-            Some(b) => format!("double free of {:#x}{by} ({})", e.address, block_desc(b)),
-            None => format!("double free of {:#x}{by}", e.address),
-        },
-        HeapErrorKind::InvalidFree => {
-            format!("invalid free of {:#x}{by} ({})", e.address, region_desc(e))
-        }
-        HeapErrorKind::MismatchedFree => match &e.block {
-            Some(b) => format!(
-                "mismatched free: {} of a block allocated with {} ({:#x}, {})",
-                e.release.name(),
-                b.allocator.name(),
-                e.address,
-                plural(b.bytes, "byte", "bytes")
-            ),
-            None => format!("mismatched free: {} of {:#x}", e.release.name(), e.address),
-        },
-    };
+    let what = e.title();
     let _ = writeln!(out, "{tag} {RED}ERROR:{RED:#} {BOLD}{what}{BOLD:#}");
     render_stack(out, &e.stack);
     if let (Some(stack), Some(b)) = (&e.alloc_stack, &e.block) {
@@ -180,27 +161,7 @@ fn render_error(out: &mut String, tag: &str, e: &HeapErrorReport) {
     }
 }
 
-fn block_desc(b: &BlockInfo) -> String {
-    format!("{}-byte block from {}", b.bytes, b.allocator.name())
-}
 
-/// Where an invalid free's address points.
-fn region_desc(e: &HeapErrorReport) -> String {
-    match e.region {
-        AddrRegion::Stack => "points into a thread's stack".into(),
-        AddrRegion::Global => "points into a global or static variable".into(),
-        AddrRegion::HeapInterior => match &e.block {
-            Some(b) => format!(
-                "points inside a {} at {:#x}, at offset {}",
-                block_desc(b),
-                b.address,
-                e.address.wrapping_sub(b.address)
-            ),
-            None => "points inside a heap block".into(),
-        },
-        AddrRegion::Unknown => "not the start of any block leakscope knows of".into(),
-    }
-}
 
 /// Frames, numbered, one line each; inlined ones marked.
 pub fn render_stack(out: &mut String, frames: &[Frame]) {
@@ -234,9 +195,7 @@ pub fn render_stack(out: &mut String, frames: &[Frame]) {
     }
 }
 
-pub fn plural(n: u64, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
-}
+pub use leakscope_analyse::words::plural;
 
 /// argv as a shell would show it (quoted where needed), or the executable.
 fn command_line(p: &ProcessReport) -> String {

@@ -90,9 +90,7 @@ pub fn command_line(p: &ProcessReport) -> String {
         .join(" ")
 }
 
-pub fn plural(n: u64, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
-}
+pub use leakscope_analyse::words::plural;
 
 /// How a process ended, in words.
 pub fn exit_text(p: &ProcessReport) -> String {
@@ -116,43 +114,7 @@ pub fn error_kind_name(k: HeapErrorKind) -> &'static str {
 
 /// One line describing a heap error, as the text report words it.
 pub fn error_title(e: &HeapErrorReport) -> String {
-    let by = if e.release == Release::Free { String::new() } else { format!(" by {}", e.release.name()) };
-    match e.kind {
-        HeapErrorKind::DoubleFree => match &e.block {
-            Some(b) => {
-                format!("double free of {:#x}{by} ({}-byte block from {})", e.address, b.bytes, b.allocator.name())
-            }
-            None => format!("double free of {:#x}{by}", e.address),
-        },
-        HeapErrorKind::InvalidFree => {
-            let what = match region_name(e) {
-                "stack" => "points into a thread's stack".to_string(),
-                "global" => "points into a global or static variable".to_string(),
-                "heap-interior" => match &e.block {
-                    Some(b) => format!(
-                        "points inside a {}-byte block from {} at {:#x}, at offset {}",
-                        b.bytes,
-                        b.allocator.name(),
-                        b.address,
-                        e.address.wrapping_sub(b.address)
-                    ),
-                    None => "points inside a heap block".into(),
-                },
-                _ => "not the start of any block leakscope knows of".into(),
-            };
-            format!("invalid free of {:#x}{by} ({what})", e.address)
-        }
-        HeapErrorKind::MismatchedFree => match &e.block {
-            Some(b) => format!(
-                "mismatched free: {} of a block allocated with {} ({:#x}, {})",
-                e.release.name(),
-                b.allocator.name(),
-                e.address,
-                plural(b.bytes, "byte", "bytes")
-            ),
-            None => format!("mismatched free: {} of {:#x}", e.release.name(), e.address),
-        },
-    }
+    e.title()
 }
 
 /// The JSON name of what a bad release's address points at.
