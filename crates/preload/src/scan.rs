@@ -138,6 +138,9 @@ struct Roots {
     tls: Vec<(i64, u64)>,
     /// Readable, writable mappings (to find the stack holding a thread's sp).
     mappings: Vec<(u64, u64)>,
+    /// Private anonymous writable mappings: the program's own memory outside
+    /// malloc (arenas, GC heaps, JIT data), roots as for Valgrind.
+    anon: Vec<(u64, u64)>,
     /// Threads of the process other than the calling one.
     others: Vec<i32>,
 }
@@ -160,8 +163,9 @@ unsafe extern "C" fn roots_cb(info: *mut libc::dl_phdr_info, _size: usize, data:
 }
 
 fn gather_roots() -> Roots {
-    let mut roots = Roots { segments: Vec::new(), tls: Vec::new(), mappings: Vec::new(), others: Vec::new() };
-    read_maps(&mut roots.mappings);
+    let mut roots =
+        Roots { segments: Vec::new(), tls: Vec::new(), mappings: Vec::new(), anon: Vec::new(), others: Vec::new() };
+    read_maps(&mut roots.mappings, &mut roots.anon);
     unsafe { libc::dl_iterate_phdr(Some(roots_cb), &mut roots as *mut Roots as *mut libc::c_void) };
     // Static TLS lies next to the thread pointer, at the same offset in every
     // thread; a dlopen'ed library's TLS is allocated apart, per thread (it is
@@ -212,19 +216,28 @@ fn parse_hex(s: &[u8]) -> u64 {
     })
 }
 
-fn read_maps(out: &mut Vec<(u64, u64)>) {
+fn read_maps(out: &mut Vec<(u64, u64)>, anon: &mut Vec<(u64, u64)>) {
     let mut buf = Vec::with_capacity(64 * 1024);
     read_file(c"/proc/self/maps", &mut buf);
     for line in buf.split(|&c| c == b'\n') {
-        let mut fields = line.split(|&c| c == b' ');
+        let mut fields = line.split(|&c| c == b' ').filter(|f| !f.is_empty());
         let (Some(range), Some(perms)) = (fields.next(), fields.next()) else { continue };
-        if perms.len() < 2 || perms[0] != b'r' || perms[1] != b'w' {
+        if perms.len() < 4 || perms[0] != b'r' || perms[1] != b'w' {
             continue;
         }
         let Some(dash) = range.iter().position(|&c| c == b'-') else { continue };
-        out.push((parse_hex(&range[..dash]), parse_hex(&range[dash + 1..])));
+        let r = (parse_hex(&range[..dash]), parse_hex(&range[dash + 1..]));
+        out.push(r);
+        // offset, device, inode, then the path (none for anonymous memory).
+        let path = fields.nth(3);
+        if perms[3] == b'p' && path.is_none() {
+            anon.push(r);
+        }
     }
 }
+
+/// glibc's arenas other than the main one live in 64 MiB-aligned heaps.
+const GLIBC_HEAP_ALIGN: u64 = 64 << 20;
 
 fn list_other_threads(out: &mut Vec<i32>) {
     let me = unsafe { libc::syscall(libc::SYS_gettid) } as i32;
@@ -631,6 +644,19 @@ fn classify(roots: &Roots, own: &OwnStack, parked: usize) -> Option<(u64, u64, u
     for &(a, b) in &roots.segments {
         m.scan_root(a, b);
     }
+    let parked_threads = unsafe { &(&*core::ptr::addr_of!(PARKED))[..parked] };
+    for &(a, b) in &roots.anon {
+        let holds = |x: u64| x >= a && x < b;
+        // Not the program's free-standing memory: stacks (scanned from their
+        // stack pointer), module data (scanned above), malloc's own heaps.
+        let stack = holds(own.from) || parked_threads.iter().any(|t| holds(t.sp));
+        let module = roots.segments.iter().any(|&(s, e)| s < b && e > a);
+        let first_node = m.nodes.partition_point(|n| n.addr < a);
+        let malloc_heap = a % GLIBC_HEAP_ALIGN == 0 || m.nodes.get(first_node).is_some_and(|n| n.addr < b);
+        if !stack && !module && !malloc_heap {
+            m.scan_root(a, b);
+        }
+    }
     // This thread: registers, stack, TLS and control block.
     for &r in own.regs {
         m.mark_word(r, true);
@@ -644,7 +670,6 @@ fn classify(roots: &Roots, own: &OwnStack, parked: usize) -> Option<(u64, u64, u
     scan_thread_area(&mut m, roots, thread_pointer());
     m.drain();
     // Stopped threads.
-    let parked_threads = unsafe { &(&*core::ptr::addr_of!(PARKED))[..parked] };
     for t in parked_threads {
         for &r in &t.regs {
             m.mark_word(r, true);
