@@ -93,12 +93,14 @@ extern char *leakscope_strndup_at(const char *s, size_t n, const struct leakscop
 #ifdef LEAKSCOPE_SOURCE_LOCATIONS
 
 /* Always inlined (even at -O0), so leakscope sees the call in the caller. */
-#define LEAKSCOPE__INLINE static inline __attribute__((always_inline, unused))
+#define LEAKSCOPE__INLINE static __inline__ __attribute__((always_inline, unused))
+#define LEAKSCOPE__SET(loc) ((loc).file = file, (loc).function = func, (loc).line = line)
 
 LEAKSCOPE__INLINE void *leakscope__malloc(size_t size, const char *file, unsigned int line, const char *func)
 {
     if (leakscope_malloc_at) {
-        struct leakscope_location loc = {file, func, line};
+        struct leakscope_location loc;
+        LEAKSCOPE__SET(loc);
         return leakscope_malloc_at(size, &loc);
     }
     return malloc(size);
@@ -108,7 +110,8 @@ LEAKSCOPE__INLINE void *leakscope__calloc(size_t n, size_t size, const char *fil
                                           const char *func)
 {
     if (leakscope_calloc_at) {
-        struct leakscope_location loc = {file, func, line};
+        struct leakscope_location loc;
+        LEAKSCOPE__SET(loc);
         return leakscope_calloc_at(n, size, &loc);
     }
     return calloc(n, size);
@@ -118,7 +121,8 @@ LEAKSCOPE__INLINE void *leakscope__realloc(void *ptr, size_t size, const char *f
                                            const char *func)
 {
     if (leakscope_realloc_at) {
-        struct leakscope_location loc = {file, func, line};
+        struct leakscope_location loc;
+        LEAKSCOPE__SET(loc);
         return leakscope_realloc_at(ptr, size, &loc);
     }
     return realloc(ptr, size);
@@ -127,7 +131,8 @@ LEAKSCOPE__INLINE void *leakscope__realloc(void *ptr, size_t size, const char *f
 LEAKSCOPE__INLINE void leakscope__free(void *ptr, const char *file, unsigned int line, const char *func)
 {
     if (leakscope_free_at) {
-        struct leakscope_location loc = {file, func, line};
+        struct leakscope_location loc;
+        LEAKSCOPE__SET(loc);
         leakscope_free_at(ptr, &loc);
         return;
     }
@@ -137,20 +142,40 @@ LEAKSCOPE__INLINE void leakscope__free(void *ptr, const char *file, unsigned int
 LEAKSCOPE__INLINE char *leakscope__strdup(const char *s, const char *file, unsigned int line, const char *func)
 {
     if (leakscope_strdup_at) {
-        struct leakscope_location loc = {file, func, line};
+        struct leakscope_location loc;
+        LEAKSCOPE__SET(loc);
         return leakscope_strdup_at(s, &loc);
     }
-    return strdup(s);
+    /* strdup itself, without needing POSIX's declaration of it. */
+    {
+        size_t n = strlen(s) + 1;
+        char *p = (char *)malloc(n);
+        if (p)
+            memcpy(p, s, n);
+        return p;
+    }
 }
 
 LEAKSCOPE__INLINE char *leakscope__strndup(const char *s, size_t n, const char *file, unsigned int line,
                                            const char *func)
 {
     if (leakscope_strndup_at) {
-        struct leakscope_location loc = {file, func, line};
+        struct leakscope_location loc;
+        LEAKSCOPE__SET(loc);
         return leakscope_strndup_at(s, n, &loc);
     }
-    return strndup(s, n);
+    {
+        size_t len = 0;
+        char *p;
+        while (len < n && s[len])
+            len++;
+        p = (char *)malloc(len + 1);
+        if (p) {
+            memcpy(p, s, len);
+            p[len] = 0;
+        }
+        return p;
+    }
 }
 
 #ifdef __cplusplus

@@ -7,7 +7,7 @@ set -eu
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 need=""
-for pkg in gcc g++ libc6-dbg binutils gdb dwz chromium chromium-driver golang-go; do
+for pkg in gcc g++ libc6-dbg binutils gdb dwz pkg-config chromium chromium-driver golang-go; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need="$need $pkg"
 done
 if [ -n "$need" ]; then

@@ -179,18 +179,33 @@ fn same_function(symbol: &str, func: &str) -> bool {
 /// The frames of a call site (innermost first) completed with the location
 /// the call carried.
 fn apply_location(mut site: Vec<Frame>, loc: &SourceLocation) -> Vec<Frame> {
+    // With debug information, leakscope.h's always-inline helpers come first,
+    // as inlined frames: the function that used the macro follows them.
+    if !loc.function.is_empty() {
+        let named = |f: &Frame| f.function.as_deref().is_some_and(|n| same_function(n, &loc.function));
+        if let Some(i) = site.iter().position(named) {
+            if i > 0 && site[..i].iter().all(|f| f.inlined) {
+                site.drain(..i);
+            }
+        }
+    }
     let first = &mut site[0];
     let same = match &first.function {
         None => true,
         Some(f) => loc.function.is_empty() || same_function(f, &loc.function),
     };
     if same {
-        if first.function.is_none() {
-            first.function = non_empty(&loc.function);
-        }
         if first.line.is_none() && loc.line != 0 {
+            // No line information: the program's own words are all there is.
             first.file = non_empty(&loc.file).or(first.file.take());
             first.line = Some(loc.line);
+            // A symbol of a compiler's copy (`make_name.constprop.0`) by its source name.
+            if first.function.as_deref().is_some_and(|f| !f.contains('(') && f.contains('.')) {
+                first.function = None;
+            }
+        }
+        if first.function.is_none() {
+            first.function = non_empty(&loc.function);
         }
         return site;
     }
@@ -227,4 +242,80 @@ fn expand(modules: &[Module], addr: u64, r: Option<&ResolvedAddr>) -> Vec<Frame>
             inlined: f.inlined,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod location_tests {
+    use super::*;
+    use leakscope_format::layout::location_frame;
+
+    fn frame(function: Option<&str>, file: Option<&str>, line: Option<u32>, inlined: bool) -> Frame {
+        Frame {
+            address: 0x1234,
+            module: Some("/bin/prog".into()),
+            module_offset: Some(0x234),
+            function: function.map(Into::into),
+            file: file.map(Into::into),
+            line,
+            inlined,
+        }
+    }
+
+    fn loc(function: &str, line: u32) -> SourceLocation {
+        SourceLocation { file: "prog.c".into(), line, function: function.into() }
+    }
+
+    fn table(site: Vec<Frame>, locations: Vec<SourceLocation>) -> FrameTable {
+        FrameTable { frames: HashMap::from([(0x1234, site)]), locations }
+    }
+
+    #[test]
+    fn a_location_fills_in_a_frame_without_debug_information() {
+        let t = table(vec![frame(Some("main"), None, None, false)], vec![loc("main", 12)]);
+        let st = t.stack(&[location_frame(0), 0x1235]);
+        assert_eq!(st, [frame(Some("main"), Some("prog.c"), Some(12), false)]);
+        // A compiler's copy of the function goes by its source name.
+        let t = table(vec![frame(Some("make.constprop.0"), None, None, false)], vec![loc("make", 3)]);
+        assert_eq!(t.stack(&[location_frame(0), 0x1235])[0].function.as_deref(), Some("make"));
+        // Nothing known at all: all from the location.
+        let t = table(vec![frame(None, None, None, false)], vec![loc("f", 5)]);
+        assert_eq!(t.stack(&[location_frame(0), 0x1235]), [frame(Some("f"), Some("prog.c"), Some(5), false)]);
+    }
+
+    #[test]
+    fn debug_information_wins_and_the_header_helpers_go() {
+        let site = vec![
+            frame(Some("leakscope__malloc"), Some("/usr/include/leakscope.h"), Some(90), true),
+            frame(Some("main"), Some("/src/prog.c"), Some(12), false),
+        ];
+        let t = table(site, vec![loc("main", 12)]);
+        assert_eq!(t.stack(&[location_frame(0), 0x1235]), [frame(Some("main"), Some("/src/prog.c"), Some(12), false)]);
+    }
+
+    #[test]
+    fn another_function_comes_as_an_inlined_frame() {
+        let t = table(vec![frame(Some("main"), None, None, false)], vec![loc("helper", 7)]);
+        let st = t.stack(&[location_frame(0), 0x1235]);
+        assert_eq!(st, [frame(Some("helper"), Some("prog.c"), Some(7), true), frame(Some("main"), None, None, false)]);
+    }
+
+    #[test]
+    fn a_location_alone_has_no_module() {
+        let t = table(vec![], vec![loc("main", 12)]);
+        let st = t.stack(&[location_frame(0)]);
+        assert_eq!(
+            st,
+            [Frame {
+                address: 0,
+                module: None,
+                module_offset: None,
+                function: Some("main".into()),
+                file: Some("prog.c".into()),
+                line: Some(12),
+                inlined: false
+            }]
+        );
+        // An index with no location is skipped.
+        assert_eq!(t.stack(&[location_frame(9)]), []);
+    }
 }

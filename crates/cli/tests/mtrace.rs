@@ -146,9 +146,10 @@ fn article_mtrace_program_under_leakscope() {
 
 fn callers_program(pie: bool) -> (PathBuf, PathBuf) {
     let lib = cc_shared("mtrace_lib.c", &["-g"]);
-    let rpath = format!("-Wl,-rpath,{}", lib.parent().unwrap().display());
-    let lib_s = lib.to_str().unwrap().to_owned();
-    let mut flags = vec!["-g", "-O1", &lib_s, &rpath];
+    let dir = lib.parent().unwrap().display().to_string();
+    let (search, rpath) = (format!("-L{dir}"), format!("-Wl,-rpath,{dir}"));
+    let link = format!("-l:{}", lib.file_name().unwrap().to_str().unwrap());
+    let mut flags = vec!["-g", "-O0", &search, &rpath, &link];
     if !pie {
         flags.push("-no-pie");
     }

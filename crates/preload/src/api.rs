@@ -27,7 +27,7 @@ use crate::hooks;
 use crate::lifecycle::{ACTIVE, DISABLED, STATE};
 use crate::{live, session, thread};
 use core::cell::Cell;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use leakscope_format::layout::{self, entry_flags, LocationRecord, MAX_LOCATION_TEXT};
 use libc::{c_char, c_int, c_void, size_t};
 
@@ -44,9 +44,16 @@ thread_local! {
     static PENDING: Cell<u64> = const { Cell::new(0) };
 }
 
+/// Whether the program ever passed a location: until it does, stack captures
+/// skip the thread-local read.
+static LOCATIONS_USED: AtomicBool = AtomicBool::new(false);
+
 /// The location frame to put first in a stack captured now, or 0.
 #[inline(always)]
 pub fn pending_location() -> u64 {
+    if !LOCATIONS_USED.load(Ordering::Relaxed) {
+        return 0;
+    }
     PENDING.with(|p| p.get())
 }
 
@@ -61,6 +68,9 @@ impl Pending {
         } else {
             0
         };
+        if frame != 0 && !LOCATIONS_USED.load(Ordering::Relaxed) {
+            LOCATIONS_USED.store(true, Ordering::Relaxed);
+        }
         PENDING.with(|p| p.set(frame));
         Pending
     }
@@ -266,6 +276,17 @@ unsafe fn copy_string(s: *const c_char, n: usize, loc: *const Location, sp: u64,
 
 // ---------------------------------------------------------------------------
 // Control.
+
+/// Whether this copy of the library is the one the program's calls reach.
+/// A program linked with `-lleakscope` that finds another file of it than
+/// the one `leakscope run` preloads (LD_LIBRARY_PATH pointing at another
+/// build) has two copies loaded: only the first in the search order traces,
+/// the other passes calls on.
+pub fn is_first_copy() -> bool {
+    let found = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"leakscope_is_active".as_ptr()) } as u64;
+    let (lo, hi) = crate::hooks_libc::self_code_range();
+    found == 0 || (found >= lo && found < hi)
+}
 
 /// Stop reporting new allocations until the matching [`leakscope_enable`].
 #[no_mangle]

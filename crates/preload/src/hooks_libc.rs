@@ -48,6 +48,14 @@ fn compute_self_range() -> (u64, u64) {
     (lo, hi)
 }
 
+/// This library's code range (start, end).
+pub fn self_code_range() -> (u64, u64) {
+    match SELF_HI.load(Ordering::Acquire) {
+        0 => compute_self_range(),
+        hi => (SELF_LO.load(Ordering::Relaxed), hi),
+    }
+}
+
 /// Whether the hook was called from leakscope's own code.
 #[inline]
 unsafe fn from_self(entry_sp: u64) -> bool {
@@ -117,7 +125,7 @@ unsafe extern "C" fn libc_calloc_impl(n: size_t, size: size_t, _p2: usize, sp: u
     if from_self(sp) {
         return f(n, size);
     }
-    let total = n.checked_mul(size).unwrap_or(usize::MAX);
+    let total = n.saturating_mul(size);
     match mode() {
         Mode::Track(_g) => {
             let p = f(n, size);

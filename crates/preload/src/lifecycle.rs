@@ -110,6 +110,10 @@ pub fn ensure_init() {
         return;
     }
     crate::hooks_mmap::resolve();
+    if !crate::api::is_first_copy() {
+        STATE.store(PASSTHROUGH, Ordering::Release);
+        return;
+    }
     let dir = unsafe { libc::getenv(c"LEAKSCOPE_SESSION".as_ptr()) };
     if dir.is_null() {
         STATE.store(PASSTHROUGH, Ordering::Release);

@@ -298,6 +298,10 @@ pub fn fork_child_copy(dir: &[u8]) -> bool {
         (*h).exec_index = exec_index;
         (*h).start_ns = now_ns();
         (*h).errors_head.store(0, Ordering::Relaxed);
+        // The child has not checked for leaks yet: the parent's results (and
+        // its count of on-demand checks, which the CLI reports) are not its own.
+        (*h).scan_state.store(layout::scan_state::NONE, Ordering::Relaxed);
+        (*h).scan_seq.store(0, Ordering::Relaxed);
     }
     true
 }
