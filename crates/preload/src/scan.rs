@@ -675,8 +675,12 @@ fn classify(roots: &Roots, own: &OwnStack, parked: usize) -> Option<(u64, u64, u
             m.mark_word(r, true);
         }
         if let Some(&(_, end)) = roots.mappings.iter().find(|&&(a, b)| t.sp >= a && t.sp < b) {
-            let start = roots.mappings.iter().find(|&&(a, b)| t.sp - RED_ZONE >= a && t.sp - RED_ZONE < b);
-            m.scan_root(if start.is_some() { t.sp - RED_ZONE } else { t.sp }, end);
+            // A leaf function may keep pointers in the 128 bytes under sp; a
+            // thread blocked in a system call is not in one, and what lies
+            // there is left over from calls that returned.
+            let in_syscall = unsafe { in_system_call(t.regs[libc::REG_RIP as usize], &roots.mappings) };
+            let red_zone_mapped = mapping_of(&roots.mappings, t.sp - RED_ZONE).is_some();
+            m.scan_root(if red_zone_mapped && !in_syscall { t.sp - RED_ZONE } else { t.sp }, end);
         }
         scan_thread_area(&mut m, roots, t.fs);
         m.drain();
@@ -714,6 +718,18 @@ fn classify(roots: &Roots, own: &OwnStack, parked: usize) -> Option<(u64, u64, u
         unsafe { *out.add(i) = scan_entry(node.addr, class) };
     }
     Some((off, n as u64, lost))
+}
+
+/// Whether a thread stopped at `rip` was inside a system call: the signal
+/// interrupted it right after a `syscall` instruction (0f 05).
+unsafe fn in_system_call(rip: u64, writable: &[(u64, u64)]) -> bool {
+    // rip's page is mapped (the thread ran there); bytes below it on the same
+    // page are too. Near a page start, assume no system call (keeps the red zone).
+    if rip & 0xfff < 2 || mapping_of(writable, rip).is_some() {
+        return false;
+    }
+    let bytes = core::slice::from_raw_parts((rip - 2) as *const u8, 2);
+    bytes == [0x0f, 0x05]
 }
 
 /// The readable, writable mapping holding `addr`.
