@@ -28,6 +28,7 @@ import time
 BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
 BUILD = os.path.join(BENCH, "build")
+TMP = os.path.join(BUILD, "tmp", str(os.getpid()))   # this run's scratch files (removed at the end)
 RUNREC = os.path.join(BUILD, "runrec")
 COUNTER = os.path.join(BUILD, "count_allocs.so")
 LSAN_SO = "/usr/lib/x86_64-linux-gnu/liblsan.so.0"
@@ -95,7 +96,6 @@ def workloads(quick):
     """name -> dict(env, argv, vargv (valgrind's smaller input), synth binary)."""
     b, i = BUILD, os.path.join(BENCH, "inputs")
     cc1 = cc1_path()
-    tmp = os.path.join(BUILD, "tmp")
     # sizes: (full, valgrind full, quick, valgrind quick)
     def pick(full, vfull, q, vq):
         return (q, vq) if quick else (full, vfull)
@@ -106,8 +106,8 @@ def workloads(quick):
     n, vn = pick(f"{i}/churn.sql", f"{i}/churn.sql", f"{b}/churn-50000.sql", f"{b}/churn-20000.sql")
     W["sqlite"] = dict(env={}, argv=["sqlite3", ":memory:", f".read {n}"], vargv=["sqlite3", ":memory:", f".read {vn}"])
     n, vn = pick(70, 20, 20, 5)
-    W["cc1"] = dict(env={}, argv=[cc1, "-quiet", "-O2", f"{b}/big-{n}.c", "-o", f"{tmp}/big-{n}.s"],
-                    vargv=[cc1, "-quiet", "-O2", f"{b}/big-{vn}.c", "-o", f"{tmp}/big-{vn}.s"])
+    W["cc1"] = dict(env={}, argv=[cc1, "-quiet", "-O2", f"{b}/big-{n}.c", "-o", "/dev/null"],
+                    vargv=[cc1, "-quiet", "-O2", f"{b}/big-{vn}.c", "-o", "/dev/null"])
     n, vn = pick("4000000", "1000000", "1000000", "200000")
     for t in (1, 2, 4):
         W[f"churn{t}"] = dict(env={}, argv=[f"{b}/churn", str(t), n, "64"], vargv=[f"{b}/churn", str(t), vn, "64"],
@@ -241,6 +241,7 @@ class Tool:
         elif key == "leakscope" and ls_mode == "cli":
             argv = [CONFIG["ls_bin"], "run", *CONFIG["ls_args"], "--", *base]
             env.update(parse_env_words(CONFIG["ls_env"]))
+            env["LEAKSCOPE_PRELOAD"] = CONFIG["ls_so"]  # the CLI's override: exactly the library measured
         elif key in ("leakscope", "leakscope-rec"):
             self.session = os.path.join(CONFIG["session_root"], f"lsbench-{os.getpid()}-{wl_name}")
             argv = base
@@ -248,7 +249,7 @@ class Tool:
             env.update({"LEAKSCOPE_SESSION": self.session, "LD_PRELOAD": CONFIG["ls_so"]})
             self.trace_path, self.trace_kind = self.session, "session file (allocated)"
         elif key == "heaptrack":
-            out = os.path.join(BUILD, "tmp", "heaptrack", wl_name)
+            out = os.path.join(TMP, "heaptrack", wl_name)
             argv = ["heaptrack", "-o", out, *base]
             self.ht_out = out
             self.trace_path, self.trace_kind = out + ".zst", ".zst"
@@ -313,7 +314,7 @@ def describe_fail(r, errfile):
 # --------------------------------------------------------------------------- phases
 
 def count_calls(argv, env):
-    out = os.path.join(BUILD, "tmp", "counts.txt")
+    out = os.path.join(TMP, "counts.txt")
     try:
         os.remove(out)
     except OSError:
@@ -337,7 +338,7 @@ def count_calls(argv, env):
 
 def bench_workload(name, wl, ls_mode, raw_wl):
     tools = [t for t in TOOL_ORDER if t in CONFIG["tools"]]
-    errdir = os.path.join(BUILD, "tmp", "stderr")
+    errdir = os.path.join(TMP, "stderr")
     os.makedirs(errdir, exist_ok=True)
     raw_wl.update({"cmd": show_cmd(wl["argv"], wl["env"]), "vcmd": show_cmd(wl["vargv"], wl["env"]),
                    "loadavg_start": open("/proc/loadavg").read().split()[:3]})
@@ -446,8 +447,8 @@ def leakscope_report_run(name, wl):
     os.makedirs(rdir, exist_ok=True)
     txt = os.path.join(rdir, f"{name}.leakscope.txt")
     js = os.path.join(rdir, f"{name}.leakscope.json")
-    trace = os.path.join(BUILD, "tmp", f"{name}.lstrace")
-    ef = os.path.join(BUILD, "tmp", "stderr", f"{name}.leakscope-report.txt")
+    trace = os.path.join(TMP, f"{name}.lstrace")
+    ef = os.path.join(TMP, "stderr", f"{name}.leakscope-report.txt")
     for p in (txt, js, trace):
         try:
             os.remove(p)
@@ -456,6 +457,7 @@ def leakscope_report_run(name, wl):
     argv = [CONFIG["ls_bin"], "run", "--output", txt, "--json", js, "--save-trace", trace, "--", *wl["argv"]]
     env = dict(wl["env"])
     env.update(parse_env_words(CONFIG["ls_env"]))
+    env["LEAKSCOPE_PRELOAD"] = CONFIG["ls_so"]
     r = run(argv, env, ef)
     out = {"cmd": show_cmd(argv, env), "run": r, "trace_bytes": file_bytes(trace)[0] if os.path.exists(trace) else None}
     text = ""
@@ -520,9 +522,9 @@ def metadata(ls_mode):
             "python3": sh(f"{PY} --version"), "liblsan": sh("dpkg-query -W -f='${Version}' liblsan0"),
         },
         "leakscope": {"mode": ls_mode, "commit": sh(f"git -C {shlex.quote(ROOT)} rev-parse --short HEAD"),
-                      "uncommitted_changes": bool(dirty.strip()), "bin": CONFIG["ls_bin"],
+                      "uncommitted_changes": bool(dirty.strip()), "bin": CONFIG.get("ls_bin_orig", CONFIG["ls_bin"]),
                       "bin_sha256_12": sha12(CONFIG["ls_bin"]) if ls_mode == "cli" else None,
-                      "so": CONFIG["ls_so"], "so_sha256_12": sha12(CONFIG["ls_so"]),
+                      "so": CONFIG.get("ls_so_orig", CONFIG["ls_so"]), "so_sha256_12": sha12(CONFIG["ls_so"]),
                       "args": CONFIG["ls_args"], "env": CONFIG["ls_env"]},
         "config": {k: v for k, v in CONFIG.items()},
     }
@@ -613,7 +615,11 @@ def render(raw):
              f"{cfg['n']} pairs per tool, valgrind {cfg['nv']} pair(s) on a smaller input (`*`) against native at "
              f"that size. Timed with `build/runrec` (fork/exec/wait4): whole-process wall, CPU = user+sys of the "
              f"process tree, peak RSS = largest single process of the tree.")
-    o.append(f"- ran from {meta['date']}" + (f" to {raw.get('end', '?')}" if raw.get("end") else ""))
+    if raw.get("sources"):
+        o.append("- merged from " + "; ".join(raw["sources"]) + " (the header lines above are the first file's; "
+                 "later files win per workload and tool)")
+    else:
+        o.append(f"- ran from {meta['date']}" + (f" to {raw.get('end', '?')}" if raw.get("end") else ""))
     o.append("")
 
     o.append("## Workloads\n")
@@ -769,6 +775,21 @@ def result_stem():
     return stem
 
 
+def snapshot_leakscope(ls_mode):
+    """Run leakscope from copies taken now, so a rebuild of target/release during the run (by cargo in
+    another shell) cannot change what is measured half-way."""
+    snap = os.path.join(TMP, "leakscope")
+    os.makedirs(snap, exist_ok=True)
+    CONFIG["ls_bin_orig"], CONFIG["ls_so_orig"] = CONFIG["ls_bin"], CONFIG["ls_so"]
+    so = os.path.join(snap, "libleakscope_preload.so")
+    shutil.copy2(CONFIG["ls_so"], so)
+    CONFIG["ls_so"] = so
+    if ls_mode == "cli":
+        exe = os.path.join(snap, "leakscope")
+        shutil.copy2(CONFIG["ls_bin"], exe)
+        CONFIG["ls_bin"] = exe
+
+
 def main_run():
     global RESULT_DIR
     for p in (RUNREC, COUNTER):
@@ -782,10 +803,12 @@ def main_run():
         if ls_mode == "preload" and "leakscope" in CONFIG["tools"] and "leakscope-rec" in CONFIG["tools"]:
             CONFIG["tools"].remove("leakscope-rec")
             log("leakscope runs preload-only: leakscope-rec would be the same measurement, dropped")
+    if any(t.startswith("leakscope") for t in CONFIG["tools"]):
+        snapshot_leakscope(ls_mode)
     stem = result_stem()
     RESULT_DIR = os.path.join(BENCH, "results", stem)
     os.makedirs(RESULT_DIR, exist_ok=True)
-    os.makedirs(os.path.join(BUILD, "tmp"), exist_ok=True)
+    os.makedirs(TMP, exist_ok=True)
     raw = {"meta": metadata(ls_mode), "workloads": {}}
     raw_path = os.path.join(RESULT_DIR, "raw.json")
     md_path = os.path.join(BENCH, "results", stem + ".md")
@@ -795,6 +818,13 @@ def main_run():
     if unknown:
         sys.exit(f"unknown workload(s) {unknown}; known: {' '.join(ALL_WL)}")
     t0 = time.monotonic()
+    try:
+        run_all(names, W, ls_mode, raw, raw_path, md_path, t0)
+    finally:
+        shutil.rmtree(TMP, ignore_errors=True)
+
+
+def run_all(names, W, ls_mode, raw, raw_path, md_path, t0):
     for w in names:
         raw["workloads"][w] = {}
         log(f"=== {w}")
@@ -815,8 +845,12 @@ def main_run():
 
 def main_render(paths):
     merged = None
+    sources = []
     for p in paths:
         r = json.load(open(p))
+        ls = r["meta"]["leakscope"]
+        sources.append(f"`{os.path.relpath(p, BENCH)}` ({', '.join(r['workloads'])}; {r['meta']['date']}, leakscope "
+                       f"{ls['commit']}{'+' if ls['uncommitted_changes'] else ''}, preload sha256 {ls['so_sha256_12']})")
         if merged is None:
             merged = r
             continue
@@ -829,6 +863,8 @@ def main_render(paths):
                     m.setdefault("runs", {}).update(v)
                 else:
                     m[k] = v
+    if len(paths) > 1:
+        merged["sources"] = sources
     print(render(merged))
 
 

@@ -19,6 +19,15 @@ for t in heaptrack heaptrack_print valgrind sqlite3 gcc /usr/bin/python3; do
     command -v "$t" >/dev/null || { echo "run.sh: $t missing; run bench/setup.sh first" >&2; exit 1; }
 done
 
+# one benchmark at a time (two at once disturb each other, and a cargo build would swap the binaries)
+mkdir -p build
+exec 9>build/bench.lock
+if ! flock -n 9; then
+    echo "run.sh: another benchmark run is in progress (pid $(cat build/bench.pid 2>/dev/null)); waiting for it" >&2
+    flock 9
+fi
+echo $$ > build/bench.pid   # the same pid once this shell execs bench.py, which keeps the lock
+
 # leakscope
 if [ "${LEAKSCOPE_BUILD:-1}" != 0 ]; then
     if ! (cd "$ROOT" && cargo build --release -p leakscope -p leakscope-preload); then

@@ -650,6 +650,11 @@ fn classify(roots: &Roots, own: &OwnStack, parked: usize) -> Option<(u64, u64, u
         // Not the program's free-standing memory: stacks (scanned from their
         // stack pointer), module data (scanned above), malloc's own heaps.
         let stack = holds(own.from) || parked_threads.iter().any(|t| holds(t.sp));
+        // leakscope's own tables (private with LEAKSCOPE_PRIVATE_TABLES=1) hold every block's address.
+        let (ours_lo, ours_hi) = session::mapped_range();
+        if a < ours_hi && b > ours_lo {
+            continue;
+        }
         let module = roots.segments.iter().any(|&(s, e)| s < b && e > a);
         let first_node = m.nodes.partition_point(|n| n.addr < a);
         let malloc_heap = a % GLIBC_HEAP_ALIGN == 0 || m.nodes.get(first_node).is_some_and(|n| n.addr < b);

@@ -8,6 +8,12 @@ use leakscope_format::layout::{self, Header};
 static BASE: AtomicUsize = AtomicUsize::new(0);
 static FD: AtomicI32 = AtomicI32::new(-1);
 
+/// The address range of the session mapping (leakscope's own tables).
+pub fn mapped_range() -> (u64, u64) {
+    let base = BASE.load(Ordering::Relaxed) as u64;
+    (base, base + if base == 0 { 0 } else { layout::RESERVE_BYTES })
+}
+
 #[inline]
 pub fn is_mapped() -> bool {
     BASE.load(Ordering::Relaxed) != 0
