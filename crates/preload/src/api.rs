@@ -284,8 +284,30 @@ unsafe fn copy_string(s: *const c_char, n: usize, loc: *const Location, sp: u64,
 /// the other passes calls on.
 pub fn is_first_copy() -> bool {
     let found = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"leakscope_is_active".as_ptr()) } as u64;
-    let (lo, hi) = crate::hooks_libc::self_code_range();
+    let (lo, hi) = own_code_range();
     found == 0 || (found >= lo && found < hi)
+}
+
+extern "C" {
+    /// The ELF header of this library (defined by the linker).
+    static __ehdr_start: u8;
+}
+
+/// This copy's code range, from its own program headers. (Taking the address
+/// of one of our exported functions would not do: it may resolve to the other
+/// copy's definition.)
+fn own_code_range() -> (u64, u64) {
+    let base = core::ptr::addr_of!(__ehdr_start) as u64;
+    let eh = unsafe { &*(base as *const libc::Elf64_Ehdr) };
+    let (mut lo, mut hi) = (u64::MAX, 0);
+    for i in 0..eh.e_phnum as u64 {
+        let ph = unsafe { &*((base + eh.e_phoff + i * eh.e_phentsize as u64) as *const libc::Elf64_Phdr) };
+        if ph.p_type == libc::PT_LOAD && ph.p_flags & libc::PF_X != 0 {
+            lo = lo.min(base + ph.p_vaddr);
+            hi = hi.max(base + ph.p_vaddr + ph.p_memsz);
+        }
+    }
+    (lo, hi)
 }
 
 /// Stop reporting new allocations until the matching [`leakscope_enable`].
