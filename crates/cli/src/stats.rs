@@ -40,7 +40,13 @@ pub fn render(trace: &Trace, analysis: Duration) -> String {
         );
         let _ = writeln!(
             out,
-            "  unwind rules       {:.1}% of steps evaluated DWARF CFI ({} misses, {} hits)",
+            "  fast steps         {:.1}% of unwound frames stepped with a learned rule ({} rules learned)",
+            pct(c(stat::FAST_STEPS), unwound),
+            c(stat::RULES_LEARNED)
+        );
+        let _ = writeln!(
+            out,
+            "  unwind rules       {:.1}% of framehop steps evaluated DWARF CFI ({} misses, {} hits)",
             pct(c(stat::RULE_MISSES), c(stat::RULE_MISSES) + c(stat::RULE_HITS)),
             c(stat::RULE_MISSES),
             c(stat::RULE_HITS)

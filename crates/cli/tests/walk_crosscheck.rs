@@ -9,6 +9,15 @@ mod common;
 use common::*;
 use std::ffi::OsStr;
 
+/// Share of unwound frames stepped with a learned rule (`rules.rs`), in percent.
+fn fast_step_percent(stderr: &str) -> f64 {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("fast steps"))
+        .unwrap_or_else(|| panic!("no fast-steps line in --stats output:\n{stderr}"));
+    line.split_whitespace().find_map(|w| w.strip_suffix('%')?.parse().ok()).unwrap_or_else(|| panic!("{line}"))
+}
+
 /// (captures compared, captures that differed) from the `--stats` output.
 fn crosscheck(stderr: &str) -> (u64, u64) {
     let line = stderr
@@ -32,6 +41,7 @@ fn cached_walks_equal_full_walks() {
         (cxx("cxx_exceptions.cpp", &["-g", "-O2", "-fomit-frame-pointer"]), vec![]),
         (cxx("clean_cxx.cpp", &["-g", "-O2"]), vec![]),
     ];
+    let mut fast = Vec::new();
     for (exe, args) in &cases {
         let mut v: Vec<&OsStr> = vec![OsStr::new("run"), OsStr::new("--stats"), OsStr::new("--output"), OsStr::new("/dev/null")];
         v.push(OsStr::new("--"));
@@ -41,5 +51,31 @@ fn cached_walks_equal_full_walks() {
         let (compared, differed) = crosscheck(&o.stderr);
         assert!(compared > 0, "{}: no capture was cross-checked:\n{}", exe.display(), o.stderr);
         assert_eq!(differed, 0, "{}: {differed} of {compared} cached walks differ from full walks", exe.display());
+        fast.push(fast_step_percent(&o.stderr));
     }
+    // The learned rules must actually carry the walks being checked.
+    assert!(fast.iter().all(|&p| p > 50.0), "share of frames stepped with learned rules per case: {fast:?}");
+}
+
+/// A real program with deep, varied stacks through a shared library built
+/// by Debian (-O2, no frame pointers): python3 running a small script.
+#[test]
+fn cached_walks_equal_full_walks_in_python() {
+    std::env::set_var("LEAKSCOPE_CHECK_WALKS", "1");
+    std::env::set_var("PYTHONMALLOC", "malloc");
+    let script = "import json\nd = {str(i): [i] * (i % 7) for i in range(3000)}\nfor _ in range(5):\n    s = json.dumps(d)\n    d = json.loads(s)\nprint(len(s))\n";
+    let o = leakscope(&[
+        OsStr::new("run"),
+        OsStr::new("--stats"),
+        OsStr::new("--output"),
+        OsStr::new("/dev/null"),
+        OsStr::new("--"),
+        OsStr::new("/usr/bin/python3"),
+        OsStr::new("-c"),
+        OsStr::new(script),
+    ]);
+    let (compared, differed) = crosscheck(&o.stderr);
+    assert!(compared > 10_000, "too few captures cross-checked:\n{}", o.stderr);
+    assert_eq!(differed, 0, "python3: {differed} of {compared} cached walks differ from full walks");
+    assert!(fast_step_percent(&o.stderr) > 50.0, "{}", o.stderr);
 }

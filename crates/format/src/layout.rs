@@ -43,7 +43,7 @@ pub mod state {
     pub const KILLED: u32 = 4;
 }
 
-pub const STAT_COUNT: usize = 12;
+pub const STAT_COUNT: usize = 14;
 
 /// Indices into [`Header::stats`]: what the preload spent its time on.
 pub mod stat {
@@ -69,6 +69,10 @@ pub mod stat {
     /// had to evaluate DWARF CFI (a miss).
     pub const RULE_HITS: usize = 10;
     pub const RULE_MISSES: usize = 11;
+    /// Unwinding steps taken with a learned rule (`rules.rs`), without framehop,
+    /// and addresses whose rule was learned (probed).
+    pub const FAST_STEPS: usize = 12;
+    pub const RULES_LEARNED: usize = 13;
     pub const NAMES: [&str; super::STAT_COUNT] = [
         "stack captures",
         "frames unwound",
@@ -82,6 +86,8 @@ pub mod stat {
         "cross-check mismatches",
         "unwind rule cache hits",
         "unwind rule cache misses",
+        "unwinding steps with a learned rule",
+        "unwind rules learned",
     ];
 }
 

@@ -17,6 +17,7 @@
 //! bp through to unchanged, unwinds with the frame pointer (new sp = bp + 16).
 
 use crate::modules::{self, Known};
+use crate::rules::RuleTable;
 use crate::stacks;
 use crate::thread::{self, UnwindCaches};
 use framehop::x86_64::UnwindRegsX86_64;
@@ -51,6 +52,8 @@ pub struct Walk {
     unwinder: usize,
     n: usize,
     complete: bool,
+    /// The walk stopped after WALK_FRAMES frames, with more beyond its outermost frame.
+    truncated: bool,
     reusable: bool,
     frames: [Frame; WALK_FRAMES],
     /// Whether the walk from frame j outwards depends on bp's value at frame j:
@@ -115,14 +118,14 @@ pub fn current_stack(regs: &Regs) -> u32 {
     // Time one capture in 64: the clock costs as much as a short walk.
     let started = (captures % 64 == 0).then(now_ns);
     let p = extra.parts();
-    let (mut unwound, unknown_code) = walk(known, regs, p.walk, p.scratch, p.cache, p.stack_hi);
+    let (mut unwound, unknown_code) = walk(known, regs, p.walk, p.scratch, p.cache, Some(&mut *p.rules), p.stack_hi);
     if (unknown_code || !p.walk.complete) && p.refresh.should_check() {
         if modules::refresh_if_changed() {
             // A module we did not know yet (dlopen): walk again with it, from scratch.
             p.refresh.changed();
             p.walk.reusable = false;
             if let Some(known) = modules::known() {
-                unwound += walk(known, regs, p.walk, p.scratch, p.cache, p.stack_hi).0;
+                unwound += walk(known, regs, p.walk, p.scratch, p.cache, Some(&mut *p.rules), p.stack_hi).0;
             }
         } else {
             p.refresh.unchanged();
@@ -133,7 +136,9 @@ pub fn current_stack(regs: &Regs) -> u32 {
     if let Some(check) = p.check.as_deref_mut() {
         // Test mode: the reused walk must equal a walk made from scratch.
         check.reusable = false;
-        walk(known, regs, check, p.scratch, p.cache, p.stack_hi);
+        // The module set as the walk above last saw it (it may have been refreshed).
+        let known = modules::known().unwrap_or(known);
+        walk(known, regs, check, p.scratch, p.cache, None, p.stack_hi);
         let (full, full_hash, full_hash2) = program_frames(check);
         p.stats[stat::WALKS_CHECKED] += 1;
         if full != frames
@@ -141,6 +146,7 @@ pub fn current_stack(regs: &Regs) -> u32 {
             || (hash, hash2) != (hash_frames(frames), stacks::hash2_frames(frames))
         {
             p.stats[stat::WALK_MISMATCHES] += 1;
+            debug_mismatch(frames, full);
         }
     }
     let location = crate::api::pending_location();
@@ -158,6 +164,7 @@ pub fn current_stack(regs: &Regs) -> u32 {
     }
     if captures % 4096 == 4095 {
         extra.unwind_cache.grow_if_missing();
+        extra.rules.grow_if_missing();
         extra.stats[stat::RULE_HITS] += extra.unwind_cache.recent_hits;
         extra.stats[stat::RULE_MISSES] += extra.unwind_cache.recent_misses;
         extra.flush_stats();
@@ -226,6 +233,7 @@ fn walk(
     w: &mut Walk,
     fresh: &mut Fresh,
     cache: &mut UnwindCaches,
+    mut rules: Option<&mut RuleTable>,
     stack_hi: u64,
 ) -> (usize, bool) {
     let Regs { ret, sp, bp } = *regs;
@@ -238,8 +246,13 @@ fn walk(
         return (0, false);
     };
     let reuse = w.reusable && w.unwinder == unwinder_id;
+    if let Some(rules) = rules.as_deref_mut() {
+        rules.prepare(known);
+    }
     let lo = sp;
-    let mut regs = UnwindRegsX86_64::new(ret, sp, bp);
+    // The frame being stepped from. framehop's register set is 136 bytes; it is
+    // built only for the steps framehop takes.
+    let (mut cur_sp, mut cur_bp) = (sp, bp);
     let mut address = first;
     // The previous walk's frame that could match next, searched from its inner end.
     let mut k = w.n;
@@ -248,13 +261,13 @@ fn walk(
     loop {
         if i == WALK_FRAMES {
             complete = true;
+            w.truncated = true;
             break;
         }
         let f = &mut fresh.frames[i];
         f.addr = address.address();
-        f.sp = regs.sp();
-        f.bp = regs.bp();
-        unknown_code |= !known.contains(address.address_for_lookup());
+        f.sp = cur_sp;
+        f.bp = cur_bp;
 
         if reuse {
             while k > 0 && w.frames[k - 1].sp < f.sp {
@@ -262,7 +275,13 @@ fn walk(
             }
             if k > 0 {
                 let o = &w.frames[k - 1];
-                if o.sp == f.sp && o.addr == f.addr && (!w.needs_bp[k - 1] || o.bp == f.bp) && outer_words_unchanged(w, k - 1)
+                // A walk stops after WALK_FRAMES frames: a previous walk cut
+                // there cannot supply a shorter new walk's outer frames.
+                if o.sp == f.sp
+                    && o.addr == f.addr
+                    && (!w.needs_bp[k - 1] || o.bp == f.bp)
+                    && (k + i >= WALK_FRAMES || !w.truncated)
+                    && outer_words_unchanged(w, k - 1)
                 {
                     splice(w, fresh, i, k - 1);
                     return (i, unknown_code);
@@ -271,6 +290,20 @@ fn walk(
         }
 
         let f = &mut fresh.frames[i];
+        if let Some(rules) = rules.as_deref_mut() {
+            if let Some(step) = rules.step(known, cache, f.addr, f.sp, f.bp, lo, stack_hi) {
+                f.nreads = step.nreads;
+                f.read_addr = [step.reads[0].0, step.reads[1].0];
+                f.read_val = [step.reads[0].1, step.reads[1].1];
+                f.uses_bp = step.uses_bp;
+                i += 1;
+                (cur_sp, cur_bp) = (step.sp, step.bp);
+                // `step` returns only non-zero return addresses.
+                address = FrameAddress::from_return_address(step.ra).unwrap_or(address);
+                continue;
+            }
+        }
+        unknown_code |= !known.contains(address.address_for_lookup());
         let mut nreads = 0u8;
         let mut read_stack = |a: u64| {
             if a >= lo && a % 8 == 0 && a.checked_add(8).is_some_and(|end| end <= stack_hi) {
@@ -287,7 +320,9 @@ fn walk(
                 Err(())
             }
         };
+        let mut regs = UnwindRegsX86_64::new(f.addr, cur_sp, cur_bp);
         let result = unwinder.unwind_frame(address, &mut regs, cache.for_address(f.addr), &mut read_stack);
+        (cur_sp, cur_bp) = (regs.sp(), regs.bp());
         f.nreads = nreads;
         // Frame-pointer rules set sp = bp + 16; any other rule ignores the incoming bp.
         f.uses_bp = regs.sp() == f.bp.wrapping_add(16);
@@ -307,6 +342,7 @@ fn walk(
     // Nothing in common with the previous walk: the fresh frames are the whole walk.
     w.unwinder = unwinder_id;
     w.complete = complete;
+    w.truncated = i == WALK_FRAMES;
     w.reusable = true;
     w.n = 0;
     append_inner_frames(w, fresh, i);
@@ -345,7 +381,28 @@ fn splice(w: &mut Walk, fresh: &Fresh, i: usize, j: usize) {
         w.frames[o].bp = new_bp;
     }
     w.n = j + 1;
+    let excess = (j + 1 + i).saturating_sub(WALK_FRAMES);
+    if excess > 0 {
+        drop_outer_frames(w, excess);
+    }
     append_inner_frames(w, fresh, i);
+}
+
+/// Cut the `count` outermost frames of `w` (a walk keeps WALK_FRAMES frames
+/// at most, the innermost ones); prefix hashes and bp needs start again from
+/// the new outermost frame, as in a walk made from scratch.
+#[cold]
+fn drop_outer_frames(w: &mut Walk, count: usize) {
+    let n = w.n - count;
+    w.frames.copy_within(count..w.n, 0);
+    w.addrs.copy_within(count..w.n, 0);
+    w.n = n;
+    w.truncated = true;
+    for j in 0..n {
+        w.prefix_hash[j + 1] = hash_step(w.prefix_hash[j], w.addrs[j]);
+        w.prefix_hash2[j + 1] = stacks::hash2_step(w.prefix_hash2[j], w.addrs[j]);
+        w.needs_bp[j] = j == 0 || w.frames[j].uses_bp || (w.frames[j - 1].bp == w.frames[j].bp && w.needs_bp[j - 1]);
+    }
 }
 
 /// Append `fresh.frames[..i]` (innermost first) at the inner end of `w`, with
@@ -363,4 +420,28 @@ fn append_inner_frames(w: &mut Walk, fresh: &Fresh, i: usize) {
         w.needs_bp[j] = f.uses_bp || (j > 0 && w.frames[j - 1].bp == f.bp && w.needs_bp[j - 1]);
     }
     w.n = start + count;
+}
+
+/// Test mode: print both stacks of a mismatch to stderr (without allocating),
+/// so that a failing cross-check test shows what differed.
+fn debug_mismatch(reused: &[u64], full: &[u64]) {
+    let mut buf = [0u8; 8192];
+    let mut n = 0;
+    let mut put = |bytes: &[u8]| {
+        let take = bytes.len().min(buf.len() - n);
+        buf[n..n + take].copy_from_slice(&bytes[..take]);
+        n += take;
+    };
+    for (label, frames) in [(&b"leakscope: walk cross-check mismatch, cached:"[..], reused), (&b"\n  full:"[..], full)] {
+        put(label);
+        for &frame in frames {
+            let mut hex = *b" 0000000000000000";
+            for (k, digit) in hex[1..].iter_mut().enumerate() {
+                *digit = b"0123456789abcdef"[((frame >> (60 - 4 * k)) & 15) as usize];
+            }
+            put(&hex);
+        }
+    }
+    put(b"\n");
+    unsafe { libc::write(2, buf.as_ptr() as *const libc::c_void, n) };
 }

@@ -24,6 +24,7 @@ mod modules;
 mod notice;
 mod real;
 mod regions;
+mod rules;
 mod scan;
 mod session;
 mod spin;

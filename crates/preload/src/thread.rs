@@ -71,6 +71,8 @@ impl UnwindCaches {
 
 pub struct ThreadExtra {
     pub unwind_cache: UnwindCaches,
+    /// Learned unwind rules, consulted before framehop (see `rules`).
+    pub rules: crate::rules::RuleTable,
     /// Top of this thread's stack: stack reads are bounded by [sp, stack_hi).
     pub stack_hi: u64,
     /// Direct-mapped cache of recently interned stacks: hash -> stack id.
@@ -122,10 +124,14 @@ impl ThreadExtra {
             scratch: &mut self.scratch,
             check: &mut self.check,
             refresh: &mut self.refresh,
-            cache: &mut self.unwind_cache, recent: &mut self.recent, stats: &mut self.stats, stack_hi: self.stack_hi }
+            cache: &mut self.unwind_cache,
+            rules: &mut self.rules,
+            recent: &mut self.recent, stats: &mut self.stats, stack_hi: self.stack_hi }
     }
     /// Add this thread's counters to the session's and start again from zero.
     pub fn flush_stats(&mut self) {
+        self.stats[layout::stat::FAST_STEPS] += core::mem::take(&mut self.rules.fast_steps);
+        self.stats[layout::stat::RULES_LEARNED] += core::mem::take(&mut self.rules.learned);
         if crate::session::is_mapped() {
             let h = crate::session::header();
             for (i, c) in self.stats.iter_mut().enumerate() {
@@ -144,6 +150,7 @@ pub struct CaptureParts<'a> {
     pub check: &'a mut Option<Box<crate::capture::Walk>>,
     pub refresh: &'a mut RefreshBackoff,
     pub cache: &'a mut UnwindCaches,
+    pub rules: &'a mut crate::rules::RuleTable,
     pub recent: &'a mut [crate::stacks::Recent; RECENT_STACKS],
     pub stats: &'a mut [u64; layout::STAT_COUNT],
     pub stack_hi: u64,
@@ -231,6 +238,7 @@ fn new_extra() -> Option<&'static mut ThreadExtra> {
     // All-zero is the initial state of every other field.
     unsafe {
         core::ptr::addr_of_mut!((*x).unwind_cache).write(UnwindCaches::new());
+        core::ptr::addr_of_mut!((*x).rules).write(crate::rules::RuleTable::new());
         core::ptr::addr_of_mut!((*x).stack_hi).write(stack_bounds());
         core::ptr::addr_of_mut!((*x).check).write(
             crate::lifecycle::CHECK_WALKS.load(Ordering::Relaxed).then(crate::capture::Walk::boxed),
