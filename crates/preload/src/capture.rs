@@ -35,16 +35,16 @@ const TOO_MANY_READS: u8 = u8::MAX;
 /// new walk that shares the outer part only rewrites the inner end (no
 /// shifting); [`Fresh`] holds a walk's new frames innermost first, as found.
 #[derive(Clone, Copy)]
-struct Frame {
-    addr: u64,
-    sp: u64,
-    bp: u64,
+pub struct Frame {
+    pub addr: u64,
+    pub sp: u64,
+    pub bp: u64,
     /// The unwinding step from this frame to its caller used bp (frame-pointer rule).
-    uses_bp: bool,
+    pub uses_bp: bool,
     /// Stack words read by that step.
-    nreads: u8,
-    read_addr: [u64; READS],
-    read_val: [u64; READS],
+    pub nreads: u8,
+    pub read_addr: [u64; READS],
+    pub read_val: [u64; READS],
 }
 
 /// A thread's previous walk, outermost frame first.
@@ -291,15 +291,11 @@ fn walk(
 
         let f = &mut fresh.frames[i];
         if let Some(rules) = rules.as_deref_mut() {
-            if let Some(step) = rules.step(known, cache, f.addr, f.sp, f.bp, lo, stack_hi) {
-                f.nreads = step.nreads;
-                f.read_addr = [step.reads[0].0, step.reads[1].0];
-                f.read_val = [step.reads[0].1, step.reads[1].1];
-                f.uses_bp = step.uses_bp;
+            if let Some((ra, next_sp, next_bp)) = rules.step(known, cache, f, lo, stack_hi) {
                 i += 1;
-                (cur_sp, cur_bp) = (step.sp, step.bp);
+                (cur_sp, cur_bp) = (next_sp, next_bp);
                 // `step` returns only non-zero return addresses.
-                address = FrameAddress::from_return_address(step.ra).unwrap_or(address);
+                address = FrameAddress::from_return_address(ra).unwrap_or(address);
                 continue;
             }
         }

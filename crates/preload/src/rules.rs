@@ -22,6 +22,7 @@
 //! read outside the stack, bp = 0, a frame pointer that does not move up, a
 //! zero return address.
 
+use crate::capture::Frame;
 use crate::modules::Known;
 use crate::thread::UnwindCaches;
 use framehop::x86_64::UnwindRegsX86_64;
@@ -53,17 +54,6 @@ pub struct Rule {
 }
 
 const EMPTY: Rule = Rule { pc: 0, cfa_off: 0, bp_off: 0, kind: Kind::Empty, _pad: 0 };
-
-/// The result of one fast step.
-pub struct Step {
-    pub ra: u64,
-    pub sp: u64,
-    pub bp: u64,
-    pub uses_bp: bool,
-    /// The stack words read: (address, value), `nreads` of them.
-    pub nreads: u8,
-    pub reads: [(u64, u64); 2],
-}
 
 const MIN_SLOTS: usize = 1024;
 const MAX_SLOTS: usize = 1 << 16;
@@ -124,11 +114,14 @@ impl RuleTable {
         }
     }
 
-    /// One step from the frame at (pc, sp, bp) to its caller, if the learned
-    /// rule for `pc` applies without any of framehop's corner cases. `lo..hi`
-    /// bounds the readable stack. Returns None to have framehop do the step.
+    /// One step from the frame `f` (its addr, sp and bp set) to its caller,
+    /// if the learned rule for `f.addr` applies without any of framehop's
+    /// corner cases: fills in the stack words read and whether bp was used,
+    /// and returns the caller's (return address, sp, bp). `lo..hi` bounds the
+    /// readable stack. None: have framehop do the step.
     #[inline(always)]
-    pub fn step(&mut self, known: &Known, caches: &mut UnwindCaches, pc: u64, sp: u64, bp: u64, lo: u64, hi: u64) -> Option<Step> {
+    pub fn step(&mut self, known: &Known, caches: &mut UnwindCaches, f: &mut Frame, lo: u64, hi: u64) -> Option<(u64, u64, u64)> {
+        let (pc, sp, bp) = (f.addr, f.sp, f.bp);
         self.lookups += 1;
         let s = self.slot_of(pc);
         if self.slots[s].pc != pc {
@@ -139,7 +132,7 @@ impl RuleTable {
         let rule = &self.slots[s];
         // The same bounds as the walk's reader gives framehop.
         let readable = |a: u64| a >= lo && a % 8 == 0 && a.checked_add(8).is_some_and(|end| end <= hi);
-        let step = match rule.kind {
+        let (ra, new_sp, new_bp) = match rule.kind {
             Kind::Sp | Kind::SpRestoreBp => {
                 let cfa = sp.checked_add(rule.cfa_off as u64)?;
                 let ra_at = cfa - 8;
@@ -147,35 +140,43 @@ impl RuleTable {
                     return None;
                 }
                 let ra = unsafe { *(ra_at as *const u64) };
-                let mut reads = [(ra_at, ra), (0, 0)];
-                let new_bp = if rule.kind == Kind::SpRestoreBp {
+                f.read_addr[0] = ra_at;
+                f.read_val[0] = ra;
+                f.nreads = 1;
+                let mut new_bp = bp;
+                if rule.kind == Kind::SpRestoreBp {
                     let at = sp.checked_add_signed(rule.bp_off as i64)?;
                     if !readable(at) {
                         return None;
                     }
-                    let v = unsafe { *(at as *const u64) };
-                    reads[1] = (at, v);
-                    v
-                } else {
-                    bp
-                };
-                Step { ra, sp: cfa, bp: new_bp, uses_bp: false, nreads: 1 + (rule.kind == Kind::SpRestoreBp) as u8, reads }
+                    new_bp = unsafe { *(at as *const u64) };
+                    f.read_addr[1] = at;
+                    f.read_val[1] = new_bp;
+                    f.nreads = 2;
+                }
+                f.uses_bp = false;
+                (ra, cfa, new_bp)
             }
             Kind::Fp => {
+                // framehop's checks for frame pointers: bp = 0 ends the walk, the CFA must move up.
                 let cfa = bp.checked_add(16)?;
                 if bp == 0 || cfa <= sp || !readable(bp) || !readable(bp + 8) {
                     return None;
                 }
                 let (saved_bp, ra) = unsafe { (*(bp as *const u64), *((bp + 8) as *const u64)) };
-                Step { ra, sp: cfa, bp: saved_bp, uses_bp: true, nreads: 2, reads: [(bp, saved_bp), (bp + 8, ra)] }
+                f.read_addr = [bp, bp + 8];
+                f.read_val = [saved_bp, ra];
+                f.nreads = 2;
+                f.uses_bp = true;
+                (ra, cfa, saved_bp)
             }
             Kind::Framehop | Kind::Empty => return None,
         };
-        if step.ra == 0 {
+        if ra == 0 {
             return None;
         }
         self.fast_steps += 1;
-        Some(step)
+        Some((ra, new_sp, new_bp))
     }
 
     /// Find the rule for `pc` by probing framehop (see the module comment).
