@@ -30,3 +30,4 @@ mod session;
 mod spin;
 mod stacks;
 mod thread;
+mod walk;

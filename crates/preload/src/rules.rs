@@ -22,7 +22,7 @@
 //! read outside the stack, bp = 0, a frame pointer that does not move up, a
 //! zero return address.
 
-use crate::capture::Frame;
+use crate::walk::Frame;
 use crate::modules::Known;
 use crate::thread::UnwindCaches;
 use framehop::x86_64::UnwindRegsX86_64;

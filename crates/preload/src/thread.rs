@@ -80,10 +80,10 @@ pub struct ThreadExtra {
     /// Cost counters ([`layout::stat`]), added to the session header now and then.
     pub stats: [u64; layout::STAT_COUNT],
     /// The previous stack walk, updated in place, and scratch for new frames (see `capture`).
-    walk: crate::capture::Walk,
-    scratch: crate::capture::Fresh,
+    walk: crate::walk::Walk,
+    scratch: crate::walk::Fresh,
     /// With LEAKSCOPE_CHECK_WALKS=1, every capture is redone from scratch here and compared.
-    check: Option<Box<crate::capture::Walk>>,
+    check: Option<Box<crate::walk::Walk>>,
     refresh: RefreshBackoff,
 }
 
@@ -145,9 +145,9 @@ impl ThreadExtra {
 }
 
 pub struct CaptureParts<'a> {
-    pub walk: &'a mut crate::capture::Walk,
-    pub scratch: &'a mut crate::capture::Fresh,
-    pub check: &'a mut Option<Box<crate::capture::Walk>>,
+    pub walk: &'a mut crate::walk::Walk,
+    pub scratch: &'a mut crate::walk::Fresh,
+    pub check: &'a mut Option<Box<crate::walk::Walk>>,
     pub refresh: &'a mut RefreshBackoff,
     pub cache: &'a mut UnwindCaches,
     pub rules: &'a mut crate::rules::RuleTable,
@@ -241,10 +241,10 @@ fn new_extra() -> Option<&'static mut ThreadExtra> {
         core::ptr::addr_of_mut!((*x).rules).write(crate::rules::RuleTable::new());
         core::ptr::addr_of_mut!((*x).stack_hi).write(stack_bounds());
         core::ptr::addr_of_mut!((*x).check).write(
-            crate::lifecycle::CHECK_WALKS.load(Ordering::Relaxed).then(crate::capture::Walk::boxed),
+            crate::lifecycle::CHECK_WALKS.load(Ordering::Relaxed).then(crate::walk::Walk::boxed),
         );
         core::ptr::addr_of_mut!((*x).refresh).write(RefreshBackoff::default());
-        crate::capture::Walk::init_in_place(core::ptr::addr_of_mut!((*x).walk));
+        crate::walk::Walk::init_in_place(core::ptr::addr_of_mut!((*x).walk));
     }
     let p = Box::into_raw(unsafe { b.assume_init() });
     EXTRA.with(|e| e.set(p));
