@@ -65,6 +65,22 @@ fn double_free_has_alloc_and_first_free_stacks() {
 }
 
 #[test]
+fn double_free_after_the_freeing_thread_ended_still_has_the_first_free_stack() {
+    let (o, e) = one_error("thread-double");
+    assert_eq!(e["kind"], "double-free", "{e}");
+    assert_eq!(parse_hex(&e["address"]), printed_address(&o.stdout, "addr"), "{e}");
+    assert_eq!(e["block"]["bytes"].as_u64(), Some(40), "{e}");
+    assert_top(&e["stack"], "double_free_across_threads", "ERROR:thread-double");
+    assert_top(&e["alloc_stack"], "double_free_across_threads", "ALLOC:thread-double");
+    let first = frames(&e["free_stack"]);
+    assert!(
+        !first.is_empty() && first[0].is("free_in_thread", &fixture_file(SRC), line_of(SRC, "FREE:thread-double")),
+        "the first free was in the thread:{}",
+        show_stack(&first)
+    );
+}
+
+#[test]
 fn free_after_realloc_moved_the_block_is_a_double_free_first_released_by_realloc() {
     let (o, e) = one_error("moved");
     let addr = printed_address(&o.stdout, "addr");

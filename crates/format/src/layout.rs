@@ -15,13 +15,11 @@
 use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64};
 
 pub const MAGIC: [u8; 8] = *b"LSCOPE\0\x01";
-pub const LAYOUT_VERSION: u32 = 1;
+/// 2: the rings of freed blocks left the live shards (the preload keeps them per thread).
+pub const LAYOUT_VERSION: u32 = 2;
 /// Live table and stack store are each split in this many independently
 /// locked shards, so threads rarely meet on a lock or a cache line.
 pub const SHARDS: usize = 64;
-/// Recently freed blocks remembered per live shard, to tell a double free
-/// (and where the block was first freed) from a free of a wild pointer.
-pub const FREED_RING: usize = 1024;
 /// Deepest stack recorded; deeper stacks are truncated at the outer end.
 pub const MAX_FRAMES: usize = 128;
 /// Virtual size of the session file. It is sparse: only touched pages use memory.
@@ -325,10 +323,6 @@ pub struct LiveShard {
     pub table_off: AtomicU64,
     pub capacity: AtomicU64,
     pub len: AtomicU64,
-    /// Offset of [`FREED_RING`] [`FreedEntry`] slots.
-    pub freed_ring_off: AtomicU64,
-    /// Total frees ever written to the ring (next slot = value % FREED_RING).
-    pub freed_next: AtomicU64,
     pub allocs: AtomicU64,
     pub frees: AtomicU64,
 }
@@ -399,7 +393,7 @@ impl LiveEntry {
     }
 }
 
-/// A recently freed block, kept to explain a later double free.
+/// A recently freed block, kept by the preload to explain a later double free.
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
 pub struct FreedEntry {

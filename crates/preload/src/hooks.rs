@@ -8,7 +8,8 @@ use crate::lifecycle::{free_stacks, mode, Mode, ACTIVE, FREE_STACKS, STATE};
 use crate::live;
 use crate::real;
 use core::sync::atomic::Ordering;
-use leakscope_format::layout::{entry_flags, AllocKind, ReleaseKind, NO_STACK};
+use crate::thread;
+use leakscope_format::layout::{entry_flags, AllocKind, FreedEntry, LiveEntry, ReleaseKind, NO_STACK};
 use libc::{c_int, c_void, size_t};
 
 /// Record a block the program got (we hold the hook guard).
@@ -46,8 +47,9 @@ pub fn release(p: *mut c_void, how: ReleaseKind, regs: &Regs) -> bool {
         _ => NO_STACK,
     };
     let full = free_stacks == free_stacks::FULL;
-    match live::remove_remembering(addr, stack, how) {
+    match live::remove(addr) {
         Some(block) => {
+            remember_free(addr, &block, stack, how);
             let internal = block.flags() & entry_flags::INTERNAL != 0;
             if !internal && !how.matches(block.kind()) {
                 let stack = if full { stack } else { current_stack(regs) };
@@ -57,13 +59,26 @@ pub fn release(p: *mut c_void, how: ReleaseKind, regs: &Regs) -> bool {
         }
         None => {
             let stack = if full { stack } else { current_stack(regs) };
-            match live::find_freed(addr) {
+            match find_freed(addr) {
                 Some(freed) => errors::double_free(addr, &freed, how, stack),
                 None => errors::invalid_free(addr, how, stack),
             }
             false
         }
     }
+}
+
+/// Note the free of `block` in the thread's ring of recent frees (`freed.rs`).
+#[inline]
+fn remember_free(addr: u64, block: &LiveEntry, stack: u32, how: ReleaseKind) {
+    if let Some(extra) = thread::extra() {
+        extra.freed_ring().remember(addr, block, stack, how);
+    }
+}
+
+/// The last remembered free of `addr`, if any.
+fn find_freed(addr: u64) -> Option<FreedEntry> {
+    crate::freed::find(thread::extra().and_then(|e| e.freed), addr)
 }
 
 /// A release seen while leakscope itself is running: forget the block quietly.
@@ -228,7 +243,7 @@ unsafe fn realloc_tracked(
     // Take the old block out of the table before the allocator can reuse its address.
     let Some(old) = live::remove(p as u64) else {
         let stack = current_stack(regs);
-        match live::find_freed(p as u64) {
+        match find_freed(p as u64) {
             Some(freed) => errors::double_free(p as u64, &freed, ReleaseKind::Realloc, stack),
             None => errors::invalid_free(p as u64, ReleaseKind::Realloc, stack),
         }
@@ -244,14 +259,14 @@ unsafe fn realloc_tracked(
     if new.is_null() {
         if size == 0 {
             // realloc(p, 0) freed the block.
-            live::push_freed(p as u64, &old, stack, ReleaseKind::Realloc);
+            remember_free(p as u64, &old, stack, ReleaseKind::Realloc);
         } else {
             live::insert(old.addr(), old.size(), old.kind(), old.flags(), old.stack());
         }
         return new;
     }
     if new != p {
-        live::push_freed(p as u64, &old, stack, ReleaseKind::Realloc);
+        remember_free(p as u64, &old, stack, ReleaseKind::Realloc);
     }
     let flags = if internal {
         entry_flags::INTERNAL

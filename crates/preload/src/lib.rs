@@ -13,6 +13,7 @@ mod check;
 mod entry;
 mod endings;
 mod errors;
+mod freed;
 mod hooks;
 mod hooks_cxx;
 mod hooks_libc;

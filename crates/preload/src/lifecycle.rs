@@ -292,6 +292,7 @@ extern "C" fn fork_child() {
     // Still holding every lock (in the parent's file): copy, then clear the copy's locks.
     if session::fork_child_copy(session_dir()) {
         live::mark_all_inherited();
+        crate::freed::release_all_but(crate::thread::current_freed_ring());
         crate::regions::mark_all_inherited();
         crate::regions::unlock();
         stacks::unlock_all();

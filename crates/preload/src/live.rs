@@ -1,13 +1,10 @@
 //! The live-block table: 64 shards of open-addressed (linear probing) tables
-//! of 16-byte entries in the session file, one spin lock per shard, plus a
-//! ring of recently freed blocks per shard to explain double frees.
+//! of 16-byte entries in the session file, one spin lock per shard.
 
 use crate::session;
 use crate::spin;
 use core::sync::atomic::Ordering;
-use leakscope_format::layout::{
-    self, entry_flags, hash_addr, live_shard_of, AllocKind, FreedEntry, LiveEntry, LiveShard, ReleaseKind,
-};
+use leakscope_format::layout::{self, entry_flags, hash_addr, live_shard_of, AllocKind, LiveEntry, LiveShard};
 
 const INITIAL_CAPACITY: u64 = 1024;
 
@@ -38,7 +35,7 @@ pub fn prefetch(addr: u64) {
     let cap = s.capacity.load(Ordering::Relaxed);
     if off != 0 && cap != 0 {
         let slot = session::at::<LiveEntry>(off).wrapping_add(slot_of(hash, cap - 1) as usize);
-        unsafe { core::arch::x86_64::_mm_prefetch(slot as *const i8, core::arch::x86_64::_MM_HINT_T0) };
+        unsafe { core::arch::x86_64::_mm_prefetch(slot as *const i8, core::arch::x86_64::_MM_HINT_ET0) };
     }
 }
 
@@ -147,16 +144,6 @@ pub fn remove(addr: u64) -> Option<LiveEntry> {
     remove_locked(s, hash, addr)
 }
 
-/// Remove the entry for `addr` and remember the free in the ring, under one lock.
-pub fn remove_remembering(addr: u64, free_stack: u32, release: ReleaseKind) -> Option<LiveEntry> {
-    let hash = hash_addr(addr);
-    let s = shard(live_shard_of(hash));
-    let _g = spin::lock(&s.lock);
-    let removed = remove_locked(s, hash, addr)?;
-    remember_locked(s, addr, &removed, free_stack, release);
-    Some(removed)
-}
-
 fn remove_locked(s: &LiveShard, hash: u64, addr: u64) -> Option<LiveEntry> {
     if s.table_off.load(Ordering::Relaxed) == 0 {
         return None;
@@ -195,54 +182,6 @@ fn remove_locked(s: &LiveShard, hash: u64, addr: u64) -> Option<LiveEntry> {
     s.len.store(s.len.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
     bump(&s.frees, 1);
     Some(removed)
-}
-
-/// Remember a freed block so a second free of it can be explained.
-pub fn push_freed(addr: u64, e: &LiveEntry, free_stack: u32, release: ReleaseKind) {
-    let s = shard(live_shard_of(hash_addr(addr)));
-    let _g = spin::lock(&s.lock);
-    remember_locked(s, addr, e, free_stack, release);
-}
-
-fn remember_locked(s: &LiveShard, addr: u64, e: &LiveEntry, free_stack: u32, release: ReleaseKind) {
-    let mut ring = s.freed_ring_off.load(Ordering::Relaxed);
-    if ring == 0 {
-        let Some(off) = session::carve((layout::FREED_RING * core::mem::size_of::<FreedEntry>()) as u64, 64)
-        else {
-            return;
-        };
-        s.freed_ring_off.store(off, Ordering::Release);
-        ring = off;
-    }
-    let n = s.freed_next.load(Ordering::Relaxed);
-    let slot = session::at::<FreedEntry>(ring + (n % layout::FREED_RING as u64) * 32);
-    unsafe {
-        *slot = FreedEntry {
-            addr,
-            size: e.size(),
-            alloc_stack: e.stack(),
-            free_stack,
-            alloc_kind: e.kind() as u8,
-            release_kind: release as u8,
-            _pad: [0; 6],
-        }
-    };
-    s.freed_next.store(n + 1, Ordering::Relaxed);
-}
-
-/// The most recent free of `addr` still remembered, if any.
-pub fn find_freed(addr: u64) -> Option<FreedEntry> {
-    let s = shard(live_shard_of(hash_addr(addr)));
-    let _g = spin::lock(&s.lock);
-    let ring = s.freed_ring_off.load(Ordering::Relaxed);
-    if ring == 0 {
-        return None;
-    }
-    let n = s.freed_next.load(Ordering::Relaxed);
-    let kept = n.min(layout::FREED_RING as u64);
-    (1..=kept)
-        .map(|back| unsafe { *session::at::<FreedEntry>(ring + ((n - back) % layout::FREED_RING as u64) * 32) })
-        .find(|f| f.addr == addr)
 }
 
 /// The live block that `addr` points into (not at its start). Scans every

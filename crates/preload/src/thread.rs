@@ -73,6 +73,8 @@ pub struct ThreadExtra {
     pub unwind_cache: UnwindCaches,
     /// Learned unwind rules, consulted before framehop (see `rules`).
     pub rules: crate::rules::RuleTable,
+    /// This thread's ring of recent frees, made on its first free (see `freed`).
+    pub freed: Option<&'static crate::freed::Ring>,
     /// Top of this thread's stack: stack reads are bounded by [sp, stack_hi).
     pub stack_hi: u64,
     /// Direct-mapped cache of recently interned stacks: hash -> stack id.
@@ -117,6 +119,11 @@ impl RefreshBackoff {
 }
 
 impl ThreadExtra {
+    #[inline]
+    pub fn freed_ring(&mut self) -> &'static crate::freed::Ring {
+        *self.freed.get_or_insert_with(crate::freed::adopt_or_make)
+    }
+
     /// Borrow the pieces a capture needs at once.
     pub fn parts(&mut self) -> CaptureParts<'_> {
         CaptureParts {
@@ -193,6 +200,9 @@ unsafe extern "C" fn free_extra(p: *mut libc::c_void) {
             }
         });
         let mut extra = Box::from_raw(p as *mut ThreadExtra);
+        if let Some(ring) = extra.freed {
+            ring.release();
+        }
         extra.stats[layout::stat::THREADS] += 1;
         extra.flush_stats();
         drop(extra);
@@ -205,6 +215,12 @@ pub fn init_key() {
     if unsafe { libc::pthread_key_create(&mut key, Some(free_extra)) } == 0 {
         KEY.store(key, Ordering::Release);
     }
+}
+
+/// The calling thread's ring of recent frees, if it has one (never allocates).
+pub fn current_freed_ring() -> Option<&'static crate::freed::Ring> {
+    let p = EXTRA.with(|e| e.get());
+    unsafe { p.as_ref() }.and_then(|e| e.freed)
 }
 
 /// Fold the calling thread's counters into the session (at exit).
