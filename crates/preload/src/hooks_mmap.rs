@@ -158,11 +158,11 @@ fn page_up(len: u64) -> u64 {
 }
 
 /// Errno preserved across our bookkeeping (fstat, readlink and the like).
-struct SaveErrno(c_int);
+pub(crate) struct SaveErrno(c_int);
 
 impl SaveErrno {
     #[inline]
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         SaveErrno(unsafe { *libc::__errno_location() })
     }
 }
@@ -304,20 +304,13 @@ unsafe extern "C" fn mremap_impl(
     _entry_bp: u64,
 ) -> *mut c_void {
     match mode() {
-        Mode::Track(_g) => {
-            let p = real_mremap(old, old_len, new_len, flags, new);
-            if p != libc::MAP_FAILED {
-                let _e = SaveErrno::new();
-                regions::remap(
-                    old as u64,
-                    page_up(old_len as u64),
-                    p as u64,
-                    page_up(new_len as u64),
-                    flags & libc::MREMAP_DONTUNMAP != 0,
-                );
-            }
-            p
-        }
+        Mode::Track(_g) => regions::remap_with(
+            old as u64,
+            page_up(old_len as u64),
+            page_up(new_len as u64),
+            flags & libc::MREMAP_DONTUNMAP != 0,
+            || real_mremap(old, old_len, new_len, flags, new) as u64,
+        ) as *mut c_void,
         Mode::Nested => {
             let p = real_mremap(old, old_len, new_len, flags, new);
             if p != libc::MAP_FAILED {

@@ -31,4 +31,5 @@ mod session;
 mod spin;
 mod stacks;
 mod thread;
+mod tls;
 mod walk;

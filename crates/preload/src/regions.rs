@@ -283,13 +283,27 @@ pub fn remove_detached(s: u64, e: u64) {
     remove(s, e)
 }
 
+/// Run `do_mremap` (the real mremap of `[old, old + old_len)` to `new_len`
+/// bytes) and, if it succeeded, record the move or resize. The lock is held
+/// across the call: once the kernel has freed the old range another thread
+/// may be given its addresses by mmap, and its new region must not be taken
+/// for the old one.
+pub fn remap_with(old: u64, old_len: u64, new_len: u64, dont_unmap: bool, do_mremap: impl FnOnce() -> u64) -> u64 {
+    let _g = lock_table();
+    let new = do_mremap();
+    if new != libc::MAP_FAILED as u64 {
+        let _e = crate::hooks_mmap::SaveErrno::new();
+        remap_locked(old, old_len, new, new_len, dont_unmap);
+    }
+    new
+}
+
 /// mremap moved or resized `[old, old + old_len)` to `[new, new + new_len)`.
 /// Regions keep their creation stack and identity (a region inherited at fork
-/// stays the parent's).
-pub fn remap(old: u64, old_len: u64, new: u64, new_len: u64, dont_unmap: bool) {
+/// stays the parent's). Called with the lock held.
+fn remap_locked(old: u64, old_len: u64, new: u64, new_len: u64, dont_unmap: bool) {
     let t = table();
     let h = session::header();
-    let _g = lock_table();
     bump(&t.maps);
     let (recs, len, _) = records(t);
     if old_len == 0 {

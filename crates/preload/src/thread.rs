@@ -1,18 +1,14 @@
 //! Per-thread state: the reentrancy flag and the unwinding scratch space.
 
-use core::cell::Cell;
 use core::sync::atomic::{AtomicU32, Ordering};
 use framehop::x86_64::CacheX86_64;
 use framehop::MustNotAllocateDuringUnwind;
 use leakscope_format::layout;
 
-thread_local! {
-    /// Set while this thread runs leakscope code. Checked before any lock is
-    /// taken: a call that arrives while it is set came from leakscope itself
-    /// (or from libc working for it) and is only forwarded.
-    static IN_HOOK: Cell<bool> = const { Cell::new(false) };
-    static EXTRA: Cell<*mut ThreadExtra> = const { Cell::new(core::ptr::null_mut()) };
-}
+// Per thread (`tls.rs`): the reentrancy flag, set while this thread runs
+// leakscope code and checked before any lock is taken (a call that arrives
+// while it is set came from leakscope itself, or from libc working for it,
+// and is only forwarded), and the pointer to the thread's ThreadExtra.
 
 pub const RECENT_STACKS: usize = 2048;
 
@@ -168,37 +164,36 @@ pub struct HookGuard(());
 impl Drop for HookGuard {
     #[inline]
     fn drop(&mut self) {
-        IN_HOOK.with(|f| f.set(false));
+        unsafe { (*crate::tls::block()).in_hook = 0 };
     }
 }
 
 /// Enter leakscope code on this thread; None if we are already inside it.
 #[inline]
 pub fn enter() -> Option<HookGuard> {
-    IN_HOOK.with(|f| {
-        if f.get() {
-            None
-        } else {
-            f.set(true);
-            Some(HookGuard(()))
+    let b = crate::tls::block();
+    unsafe {
+        if (*b).in_hook != 0 {
+            return None;
         }
-    })
+        (*b).in_hook = 1;
+    }
+    Some(HookGuard(()))
 }
 
 #[inline]
 pub fn in_hook() -> bool {
-    IN_HOOK.with(|f| f.get())
+    unsafe { (*crate::tls::block()).in_hook != 0 }
 }
 
 static KEY: AtomicU32 = AtomicU32::new(u32::MAX);
 
 unsafe extern "C" fn free_extra(p: *mut libc::c_void) {
     if !p.is_null() {
-        EXTRA.with(|e| {
-            if e.get() == p as *mut ThreadExtra {
-                e.set(core::ptr::null_mut())
-            }
-        });
+        let b = crate::tls::block();
+        if (*b).extra == p as *mut ThreadExtra {
+            (*b).extra = core::ptr::null_mut();
+        }
         let mut extra = Box::from_raw(p as *mut ThreadExtra);
         if let Some(ring) = extra.freed {
             ring.release();
@@ -219,13 +214,13 @@ pub fn init_key() {
 
 /// The calling thread's ring of recent frees, if it has one (never allocates).
 pub fn current_freed_ring() -> Option<&'static crate::freed::Ring> {
-    let p = EXTRA.with(|e| e.get());
+    let p = unsafe { (*crate::tls::block()).extra };
     unsafe { p.as_ref() }.and_then(|e| e.freed)
 }
 
 /// Fold the calling thread's counters into the session (at exit).
 pub fn flush_current_stats() {
-    let p = EXTRA.with(|e| e.get());
+    let p = unsafe { (*crate::tls::block()).extra };
     if !p.is_null() {
         let extra = unsafe { &mut *p };
         extra.stats[layout::stat::THREADS] += 1;
@@ -236,7 +231,7 @@ pub fn flush_current_stats() {
 /// This thread's scratch space; must be called inside a hook guard.
 #[inline]
 pub fn extra() -> Option<&'static mut ThreadExtra> {
-    let p = EXTRA.with(|e| e.get());
+    let p = unsafe { (*crate::tls::block()).extra };
     if !p.is_null() {
         return Some(unsafe { &mut *p });
     }
@@ -263,7 +258,7 @@ fn new_extra() -> Option<&'static mut ThreadExtra> {
         crate::walk::Walk::init_in_place(core::ptr::addr_of_mut!((*x).walk));
     }
     let p = Box::into_raw(unsafe { b.assume_init() });
-    EXTRA.with(|e| e.set(p));
+    unsafe { (*crate::tls::block()).extra = p };
     let key = KEY.load(Ordering::Acquire);
     if key != u32::MAX {
         unsafe { libc::pthread_setspecific(key, p as *const libc::c_void) };
