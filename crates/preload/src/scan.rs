@@ -314,13 +314,47 @@ struct Marker<'a> {
     top: usize,
     lo: u64,
     hi: u64,
+    /// A bit per hashed 4 KiB page: set for every page a block touches. Most
+    /// words in [lo, hi) are not pointers into blocks (a program's own heaps
+    /// and mappings lie between malloc's); this answers them without the
+    /// binary search over every block.
+    pages: &'a mut [u64],
+}
+
+/// Bits in [`Marker::pages`] (128 KiB).
+const PAGE_FILTER_BITS: u32 = 20;
+
+#[inline]
+fn page_bit(page: u64) -> usize {
+    (page.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - PAGE_FILTER_BITS)) as usize
 }
 
 impl Marker<'_> {
+    /// Set the filter bits of every page of every block.
+    fn fill_page_filter(&mut self) {
+        let pages = &mut *self.pages;
+        for n in self.nodes.iter() {
+            let (first, last) = (n.addr >> 12, (n.end - 1) >> 12);
+            if last - first >= 1 << PAGE_FILTER_BITS {
+                // A block this large covers every bit anyway.
+                pages.fill(u64::MAX);
+                return;
+            }
+            for page in first..=last {
+                let b = page_bit(page);
+                pages[b / 64] |= 1 << (b % 64);
+            }
+        }
+    }
+
     /// The block `w` points into, and whether it points at its start.
     #[inline]
     fn find(&self, w: u64) -> Option<(usize, bool)> {
         if w < self.lo || w >= self.hi {
+            return None;
+        }
+        let b = page_bit(w >> 12);
+        if self.pages[b / 64] & (1 << (b % 64)) == 0 {
             return None;
         }
         let i = self.nodes.partition_point(|n| n.addr <= w);
@@ -639,7 +673,9 @@ fn classify(roots: &Roots, own: &OwnStack, parked: usize) -> Option<(u64, u64, u
     let mut stack_mem = Scratch::<u32>::new(2 * n + 16)?;
     let lo = nodes.first().map_or(0, |n| n.addr);
     let hi = nodes.iter().map(|n| n.end).max().unwrap_or(0);
-    let mut m = Marker { nodes, stack: stack_mem.slice(), top: 0, lo, hi };
+    let mut pages_mem = Scratch::<u64>::new(1 << (PAGE_FILTER_BITS - 6))?;
+    let mut m = Marker { nodes, stack: stack_mem.slice(), top: 0, lo, hi, pages: pages_mem.slice() };
+    m.fill_page_filter();
 
     for &(a, b) in &roots.segments {
         m.scan_root(a, b);
