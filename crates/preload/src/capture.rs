@@ -91,6 +91,7 @@ pub fn current_stack(regs: &Regs) -> u32 {
     if captures % 4096 == 4095 {
         extra.unwind_cache.grow_if_missing();
         extra.rules.grow_if_missing();
+        extra.recent.grow_if_missing(&extra.stats);
         extra.stats[stat::RULE_HITS] += extra.unwind_cache.recent_hits;
         extra.stats[stat::RULE_MISSES] += extra.unwind_cache.recent_misses;
         extra.flush_stats();
@@ -117,7 +118,7 @@ pub fn call_site(regs: &Regs) -> u32 {
 fn intern_with_location(
     frames: &[u64],
     location: u64,
-    recent: &mut [stacks::Recent; thread::RECENT_STACKS],
+    recent: &mut stacks::RecentStacks,
     stats: &mut [u64; leakscope_format::layout::STAT_COUNT],
 ) -> u32 {
     let mut buf = [0u64; MAX_FRAMES];

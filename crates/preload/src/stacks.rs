@@ -4,7 +4,6 @@
 
 use crate::session;
 use crate::spin;
-use crate::thread::RECENT_STACKS;
 use core::sync::atomic::Ordering;
 use leakscope_format::layout::{stat, STAT_COUNT, hash_frames, stack_shard_of, StackRecord, StackShard, NO_STACK};
 
@@ -47,13 +46,50 @@ pub fn hash2_frames(outermost_first: &[u64]) -> u64 {
     outermost_first.iter().fold(HASH2_SEED, |h, &f| hash2_step(h, f))
 }
 
+/// A thread's cache of recently interned stacks, direct-mapped by hash. It
+/// starts small (48 KiB) and grows, up to 32768 entries, for a thread whose
+/// stacks miss it often (a compiler has tens of thousands of distinct ones).
+pub struct RecentStacks {
+    slots: Vec<Recent>,
+}
+
+const RECENT_MIN: usize = 2048;
+const RECENT_MAX: usize = 32768;
+
+impl RecentStacks {
+    pub fn new() -> RecentStacks {
+        RecentStacks { slots: vec![Recent::default(); RECENT_MIN] }
+    }
+
+    #[inline]
+    fn slot_of(&self, hash: u64) -> usize {
+        (hash as usize >> 3) & (self.slots.len() - 1)
+    }
+
+    /// Grow (keeping what it holds) if more than 1 lookup in 16 since the
+    /// stats were last flushed went to the shared store. Call now and then,
+    /// inside a hook guard.
+    pub fn grow_if_missing(&mut self, stats: &[u64; STAT_COUNT]) {
+        let (hits, misses) = (stats[stat::RECENT_HITS], stats[stat::STORE_LOOKUPS]);
+        if hits + misses < 4096 || misses * 16 <= hits + misses || self.slots.len() >= RECENT_MAX {
+            return;
+        }
+        let bigger = (self.slots.len() * 4).min(RECENT_MAX);
+        let old = core::mem::replace(&mut self.slots, vec![Recent::default(); bigger]);
+        for r in old.into_iter().filter(|r| r.id != NO_STACK) {
+            let s = self.slot_of(r.hash);
+            self.slots[s] = r;
+        }
+    }
+}
+
 /// Id of `frames` (outermost first), whose [`hash_frames`] is `hash` and
 /// [`hash2_frames`] `hash2`.
 pub fn intern(
     frames: &[u64],
     hash: u64,
     hash2: u64,
-    recent: &mut [Recent; RECENT_STACKS],
+    recent: &mut RecentStacks,
     stats: &mut [u64; STAT_COUNT],
 ) -> u32 {
     if frames.is_empty() {
@@ -61,8 +97,8 @@ pub fn intern(
     }
     debug_assert_eq!(hash, hash_frames(frames));
     debug_assert_eq!(hash2, hash2_frames(frames));
-    let slot = (hash as usize >> 3) % RECENT_STACKS;
-    let r = recent[slot];
+    let slot = recent.slot_of(hash);
+    let r = recent.slots[slot];
     if r.hash == hash && r.hash2 == hash2 && r.id != NO_STACK {
         stats[stat::RECENT_HITS] += 1;
         return r.id;
@@ -70,7 +106,7 @@ pub fn intern(
     stats[stat::STORE_LOOKUPS] += 1;
     // The shared store compares whole stacks: it is the ground truth.
     let id = intern_shared(hash, frames);
-    recent[slot] = Recent { hash, hash2, id };
+    recent.slots[slot] = Recent { hash, hash2, id };
     id
 }
 

@@ -10,7 +10,6 @@ use leakscope_format::layout;
 // while it is set came from leakscope itself, or from libc working for it,
 // and is only forwarded), and the pointer to the thread's ThreadExtra.
 
-pub const RECENT_STACKS: usize = 2048;
 
 /// Allocated once per thread (through leakscope's internal allocator) and
 /// freed by a pthread key destructor when the thread exits.
@@ -73,8 +72,8 @@ pub struct ThreadExtra {
     pub freed: Option<&'static crate::freed::Ring>,
     /// Top of this thread's stack: stack reads are bounded by [sp, stack_hi).
     pub stack_hi: u64,
-    /// Direct-mapped cache of recently interned stacks: hash -> stack id.
-    pub recent: [crate::stacks::Recent; RECENT_STACKS],
+    /// Cache of recently interned stacks: hash -> stack id.
+    pub recent: crate::stacks::RecentStacks,
     /// Cost counters ([`layout::stat`]), added to the session header now and then.
     pub stats: [u64; layout::STAT_COUNT],
     /// The previous stack walk, updated in place, and scratch for new frames (see `capture`).
@@ -154,7 +153,7 @@ pub struct CaptureParts<'a> {
     pub refresh: &'a mut RefreshBackoff,
     pub cache: &'a mut UnwindCaches,
     pub rules: &'a mut crate::rules::RuleTable,
-    pub recent: &'a mut [crate::stacks::Recent; RECENT_STACKS],
+    pub recent: &'a mut crate::stacks::RecentStacks,
     pub stats: &'a mut [u64; layout::STAT_COUNT],
     pub stack_hi: u64,
 }
@@ -250,6 +249,7 @@ fn new_extra() -> Option<&'static mut ThreadExtra> {
     unsafe {
         core::ptr::addr_of_mut!((*x).unwind_cache).write(UnwindCaches::new());
         core::ptr::addr_of_mut!((*x).rules).write(crate::rules::RuleTable::new());
+        core::ptr::addr_of_mut!((*x).recent).write(crate::stacks::RecentStacks::new());
         core::ptr::addr_of_mut!((*x).stack_hi).write(stack_bounds());
         core::ptr::addr_of_mut!((*x).check).write(
             crate::lifecycle::CHECK_WALKS.load(Ordering::Relaxed).then(crate::walk::Walk::boxed),
