@@ -124,19 +124,25 @@ impl RuleTable {
         let (pc, sp, bp) = (f.addr, f.sp, f.bp);
         self.lookups += 1;
         let s = self.slot_of(pc);
-        if self.slots[s].pc != pc {
+        // s < slots.len(): `shift` keeps exactly log2(len) bits of the hash.
+        debug_assert!(s < self.slots.len());
+        if unsafe { self.slots.get_unchecked(s) }.pc != pc {
             self.misses += 1;
             self.slots[s] = self.learn(known, caches, pc);
         }
         // Fields are read in place: copying the slot out costs a store-forwarding stall.
-        let rule = &self.slots[s];
+        let rule = unsafe { self.slots.get_unchecked(s) };
         // The same bounds as the walk's reader gives framehop.
         let readable = |a: u64| a >= lo && a % 8 == 0 && a.checked_add(8).is_some_and(|end| end <= hi);
         let (ra, new_sp, new_bp) = match rule.kind {
             Kind::Sp | Kind::SpRestoreBp => {
                 let cfa = sp.checked_add(rule.cfa_off as u64)?;
                 let ra_at = cfa - 8;
-                if !readable(ra_at) {
+                // readable(ra_at), shortened: sp never moves down during a walk
+                // (framehop refuses that too), so sp >= lo, and cfa_off is a
+                // multiple of 8 that is at least 8.
+                debug_assert!(sp >= lo && rule.cfa_off >= 8 && rule.cfa_off % 8 == 0);
+                if sp % 8 != 0 || cfa > hi {
                     return None;
                 }
                 let ra = unsafe { *(ra_at as *const u64) };

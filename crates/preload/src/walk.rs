@@ -146,16 +146,20 @@ pub fn walk(
         }
         let pc = address.address();
         if reuse {
-            while k > 0 && w.sps[k - 1] < cur_sp {
+            // k <= w.n <= WALK_FRAMES: unchecked indexing on this per-frame path.
+            while k > 0 && unsafe { *w.sps.get_unchecked(k - 1) } < cur_sp {
                 k -= 1;
             }
             if k > 0 {
                 let j = k - 1;
                 // A walk stops after WALK_FRAMES frames: a previous walk cut
                 // there cannot supply a shorter new walk's outer frames.
-                if w.sps[j] == cur_sp
-                    && w.addrs[j] == pc
-                    && (!w.needs_bp[j] || w.bps[j] == cur_bp)
+                let (o_sp, o_addr, o_needs_bp, o_bp) = unsafe {
+                    (*w.sps.get_unchecked(j), *w.addrs.get_unchecked(j), *w.needs_bp.get_unchecked(j), *w.bps.get_unchecked(j))
+                };
+                if o_sp == cur_sp
+                    && o_addr == pc
+                    && (!o_needs_bp || o_bp == cur_bp)
                     && (k + i >= WALK_FRAMES || !w.truncated)
                     && outer_words_unchanged(w, j)
                 {
@@ -312,26 +316,34 @@ fn append_inner_frames(w: &mut Walk, fresh: &Fresh, i: usize) {
     let start = w.n;
     let count = i.min(WALK_FRAMES - start);
     let mut r = if start == 0 { 0 } else { w.reads_end[start - 1] as usize };
+    // Run for every new frame of every walk: indexing is unchecked (j <
+    // WALK_FRAMES, r + 1 < READS * WALK_FRAMES since each frame logs at most
+    // READS words), and both read slots are copied whatever `nreads` says.
+    debug_assert!(start + count <= WALK_FRAMES && i <= WALK_FRAMES);
     for t in 0..count {
         let j = start + t;
-        let f = &fresh.frames[i - 1 - t];
-        w.addrs[j] = f.addr;
-        w.sps[j] = f.sp;
-        w.bps[j] = f.bp;
-        w.uses_bp[j] = f.uses_bp;
-        if f.nreads == TOO_MANY_READS {
-            w.first_opaque = w.first_opaque.min(j);
-        } else {
-            for q in 0..f.nreads as usize {
-                w.read_addr[r] = f.read_addr[q];
-                w.read_val[r] = f.read_val[q];
-                r += 1;
+        unsafe {
+            let f = fresh.frames.get_unchecked(i - 1 - t);
+            *w.addrs.get_unchecked_mut(j) = f.addr;
+            *w.sps.get_unchecked_mut(j) = f.sp;
+            *w.bps.get_unchecked_mut(j) = f.bp;
+            *w.uses_bp.get_unchecked_mut(j) = f.uses_bp;
+            if f.nreads == TOO_MANY_READS {
+                w.first_opaque = w.first_opaque.min(j);
+            } else {
+                *w.read_addr.get_unchecked_mut(r) = f.read_addr[0];
+                *w.read_val.get_unchecked_mut(r) = f.read_val[0];
+                *w.read_addr.get_unchecked_mut(r + 1) = f.read_addr[1];
+                *w.read_val.get_unchecked_mut(r + 1) = f.read_val[1];
+                r += f.nreads as usize;
             }
+            *w.reads_end.get_unchecked_mut(j) = r as u16;
+            let (h, h2) = (*w.prefix_hash.get_unchecked(j), *w.prefix_hash2.get_unchecked(j));
+            *w.prefix_hash.get_unchecked_mut(j + 1) = hash_step(h, f.addr);
+            *w.prefix_hash2.get_unchecked_mut(j + 1) = stacks::hash2_step(h2, f.addr);
+            *w.needs_bp.get_unchecked_mut(j) = f.uses_bp
+                || (j > 0 && *w.bps.get_unchecked(j - 1) == f.bp && *w.needs_bp.get_unchecked(j - 1));
         }
-        w.reads_end[j] = r as u16;
-        w.prefix_hash[j + 1] = hash_step(w.prefix_hash[j], f.addr);
-        w.prefix_hash2[j + 1] = stacks::hash2_step(w.prefix_hash2[j], f.addr);
-        w.needs_bp[j] = f.uses_bp || (j > 0 && w.bps[j - 1] == f.bp && w.needs_bp[j - 1]);
     }
     w.n = start + count;
 }
