@@ -137,6 +137,7 @@ pub fn walk(
     let mut address = first;
     // The previous walk's frame that could match next, searched from its inner end.
     let mut k = w.n;
+    let mut checked = Checked { ok_upto: 0, fail_at: usize::MAX };
     let mut i = 0usize;
     let mut complete = false;
     loop {
@@ -161,7 +162,7 @@ pub fn walk(
                     && o_addr == pc
                     && (!o_needs_bp || o_bp == cur_bp)
                     && (k + i >= WALK_FRAMES || !w.truncated)
-                    && outer_words_unchanged(w, j)
+                    && outer_words_unchanged(w, j, &mut checked)
                 {
                     splice(w, fresh, i, j, cur_bp);
                     return (i, unknown_code);
@@ -234,24 +235,41 @@ pub fn walk(
     (i, unknown_code)
 }
 
+/// What one walk learned checking the previous walk's read log: reads
+/// `[..ok_upto]` still hold, and the read at `fail_at` does not. The stack
+/// does not change during a walk, so later candidates (further out, with
+/// shorter logs) are answered from this without reading again.
+struct Checked {
+    ok_upto: usize,
+    fail_at: usize,
+}
+
 /// Whether every stack word the previous walk read from its frame `j`
 /// outwards (frames j, j-1, ..., 0) still holds.
 #[inline]
-fn outer_words_unchanged(w: &Walk, j: usize) -> bool {
+fn outer_words_unchanged(w: &Walk, j: usize, checked: &mut Checked) -> bool {
     if j >= w.first_opaque {
         return false;
     }
     let end = w.reads_end[j] as usize;
+    if end <= checked.ok_upto {
+        return true;
+    }
+    if end > checked.fail_at {
+        return false;
+    }
     let (addrs, vals) = (&w.read_addr[..end], &w.read_val[..end]);
-    // Run on every allocation over the whole reused part: a plain indexed
-    // loop, which compiles tighter than zip/all.
-    let mut r = 0;
+    // A plain indexed loop, which compiles tighter than zip/all.
+    let mut r = checked.ok_upto;
     while r < end {
         if unsafe { *(addrs[r] as *const u64) } != vals[r] {
+            checked.ok_upto = r;
+            checked.fail_at = r;
             return false;
         }
         r += 1;
     }
+    checked.ok_upto = end;
     true
 }
 
