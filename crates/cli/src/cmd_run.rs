@@ -6,7 +6,12 @@ use crate::launch::{self, Launch};
 use crate::pipeline::{self, Problems};
 use crate::session_dir::SessionDir;
 use crate::{collect, output, preload_path, reaper, resolve};
+use crate::args::OutputArgs;
+use crate::collect::ProcessNote;
 use anyhow::{Context, Result};
+use leakscope_analyse::report::Report;
+use leakscope_format::model::Trace;
+use std::path::PathBuf;
 use leakscope_format::session::SESSION_ENV;
 use std::ffi::OsString;
 
@@ -29,6 +34,7 @@ pub fn run(args: &RunArgs) -> Result<i32> {
     }
     // Reports on-demand checks: the signal's, and leakscope_check() calls from the program.
     let watcher = Some(crate::checks::Watcher::start(session.path().to_path_buf(), &args.out));
+    let reporter = Reporter::start([Some(program.clone()), own_libc()], args.out.clone());
     let launch = Launch { program, argv: args.command.clone(), env };
     let (pid, status) = launch::run(&launch)?;
     if let Some(w) = watcher {
@@ -61,7 +67,68 @@ pub fn run(args: &RunArgs) -> Result<i32> {
     if let Some(path) = &args.save_trace {
         problems.check(output::save_trace(&collected.trace, path));
     }
-    let report = pipeline::report(&collected.trace, &collected.notes, &args.out, &mut problems);
+    let report = reporter.report(collected.trace, collected.notes, &args.out, &mut problems);
     problems.finish()?;
     Ok(pipeline::exit_status(status.exit_code(), &report, &args.out))
+}
+
+/// Makes the report on its own thread, which meanwhile (while the program
+/// runs, on the other core) has the symbolizer read the debug information the
+/// report will almost surely need: the program's and libc's. (blazesym's
+/// symbolizer cannot move between threads, so the report is made where it is.)
+struct Reporter {
+    to_thread: std::sync::mpsc::Sender<(Trace, Vec<ProcessNote>)>,
+    thread: std::thread::JoinHandle<Option<(Report, Problems)>>,
+    warmed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Reporter {
+    fn start(files: [Option<PathBuf>; 2], out: OutputArgs) -> Reporter {
+        let (to_thread, from_main) = std::sync::mpsc::channel::<(Trace, Vec<ProcessNote>)>();
+        let warmed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let done = warmed.clone();
+        let thread = std::thread::spawn(move || {
+            let mut sym = leakscope_analyse::Symbolizer::new();
+            for f in files.iter().flatten() {
+                sym.warm_up(f);
+            }
+            done.store(true, std::sync::atomic::Ordering::Release);
+            let (trace, notes) = from_main.recv().ok()?;
+            let mut problems = Problems::default();
+            let report = pipeline::report_with(&trace, &notes, &out, &mut sym, &mut problems);
+            Some((report, problems))
+        });
+        Reporter { to_thread, thread, warmed }
+    }
+
+    /// The report (written out as `out` says), its problems added to `problems`.
+    fn report(self, trace: Trace, notes: Vec<ProcessNote>, out: &OutputArgs, problems: &mut Problems) -> Report {
+        // A program that ended before the warm-up did is reported here, reading
+        // only what its report needs (often nothing); the warm-up is dropped.
+        if !self.warmed.load(std::sync::atomic::Ordering::Acquire) {
+            return pipeline::report(&trace, &notes, out, problems);
+        }
+        if let Err(std::sync::mpsc::SendError((trace, notes))) = self.to_thread.send((trace, notes)) {
+            // The thread is gone before its time: report here instead.
+            return pipeline::report(&trace, &notes, out, problems);
+        }
+        match self.thread.join() {
+            Ok(Some((report, mine))) => {
+                problems.absorb(mine);
+                report
+            }
+            Ok(None) => unreachable!("the reporter thread got the trace"),
+            // A panic while reporting is a panic of `run`, as it would be on this thread.
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+}
+
+/// The libc this process runs with, which the program will almost surely load too.
+fn own_libc() -> Option<std::path::PathBuf> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .find(|p| p.rsplit('/').next().is_some_and(|name| name.starts_with("libc.so")))
+        .map(std::path::PathBuf::from)
 }

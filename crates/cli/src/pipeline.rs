@@ -20,6 +20,11 @@ impl Problems {
         }
     }
 
+    /// Take over another list's errors (one kept on another thread).
+    pub fn absorb(&mut self, other: Problems) {
+        self.0.extend(other.0);
+    }
+
     /// Ok when there were none; else prints all but the last and returns the last.
     pub fn finish(mut self) -> Result<()> {
         let Some(last) = self.0.pop() else { return Ok(()) };
