@@ -53,8 +53,10 @@ pub fn insert(addr: u64, size: u64, kind: AllocKind, flags: u8, stack: u32) -> b
     if s.table_off.load(Ordering::Relaxed) == 0 && !grow(s) {
         return false;
     }
-    // At most half full: linear probing stays short (about 1.5 probes for a hit).
-    if (s.len.load(Ordering::Relaxed) + 1) * 2 > s.capacity.load(Ordering::Relaxed) && !grow(s) {
+    // At most 70% full. Capacities double, so a table is between 35% and 70%
+    // full; at the 50% this used to be, python3's tables sat at 28% and took
+    // 32 MiB for 580 K blocks. Measured: no slower (probes stay in a line or two).
+    if (s.len.load(Ordering::Relaxed) + 1) * 10 > s.capacity.load(Ordering::Relaxed) * 7 && !grow(s) {
         return false;
     }
     let entry = LiveEntry::new(addr, size, kind, flags, stack);
