@@ -150,26 +150,22 @@ fn now_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// Test mode: print both stacks of a mismatch to stderr (without allocating),
-/// so that a failing cross-check test shows what differed.
+/// Test mode: say on stderr where the two stacks of a mismatch part (counted
+/// from the innermost frame), so that a failing cross-check test shows it.
 fn debug_mismatch(reused: &[u64], full: &[u64]) {
-    let mut buf = [0u8; 8192];
-    let mut n = 0;
-    let mut put = |bytes: &[u8]| {
-        let take = bytes.len().min(buf.len() - n);
-        buf[n..n + take].copy_from_slice(&bytes[..take]);
-        n += take;
-    };
-    for (label, frames) in [(&b"leakscope: walk cross-check mismatch, cached:"[..], reused), (&b"\n  full:"[..], full)] {
-        put(label);
-        for &frame in frames {
-            let mut hex = *b" 0000000000000000";
-            for (k, digit) in hex[1..].iter_mut().enumerate() {
-                *digit = b"0123456789abcdef"[((frame >> (60 - 4 * k)) & 15) as usize];
-            }
-            put(&hex);
-        }
-    }
-    put(b"\n");
-    unsafe { libc::write(2, buf.as_ptr() as *const libc::c_void, n) };
+    let at = reused.iter().rev().zip(full.iter().rev()).take_while(|(a, b)| a == b).count();
+    let frame = |s: &[u64]| s.len().checked_sub(at + 1).map_or(0, |i| s[i]);
+    crate::notice::Line::new()
+        .str("leakscope: walk cross-check mismatch: ")
+        .dec(reused.len() as u64)
+        .str(" cached frames, ")
+        .dec(full.len() as u64)
+        .str(" in the full walk; frame #")
+        .dec(at as u64)
+        .str(" is ")
+        .hex(frame(reused))
+        .str(" cached, ")
+        .hex(frame(full))
+        .str(" in the full walk")
+        .emit();
 }

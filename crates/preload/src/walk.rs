@@ -227,11 +227,6 @@ pub fn walk(
     w.n = 0;
     w.first_opaque = WALK_FRAMES;
     append_inner_frames(w, fresh, i);
-    if i > 0 {
-        // The outermost frame's rule is unknown beyond it: be strict there.
-        w.needs_bp[0] = true;
-        recompute_needs_bp(w, 1);
-    }
     (i, unknown_code)
 }
 
@@ -319,11 +314,7 @@ fn drop_outer_frames(w: &mut Walk, count: usize) {
         w.prefix_hash2[j + 1] = stacks::hash2_step(w.prefix_hash2[j], w.addrs[j]);
     }
     w.needs_bp[0] = true;
-    recompute_needs_bp(w, 1);
-}
-
-fn recompute_needs_bp(w: &mut Walk, from: usize) {
-    for j in from..w.n {
+    for j in 1..w.n {
         w.needs_bp[j] = w.uses_bp[j] || (w.bps[j - 1] == w.bps[j] && w.needs_bp[j - 1]);
     }
 }
@@ -359,8 +350,10 @@ fn append_inner_frames(w: &mut Walk, fresh: &Fresh, i: usize) {
             let (h, h2) = (*w.prefix_hash.get_unchecked(j), *w.prefix_hash2.get_unchecked(j));
             *w.prefix_hash.get_unchecked_mut(j + 1) = hash_step(h, f.addr);
             *w.prefix_hash2.get_unchecked_mut(j + 1) = stacks::hash2_step(h2, f.addr);
-            *w.needs_bp.get_unchecked_mut(j) = f.uses_bp
-                || (j > 0 && *w.bps.get_unchecked(j - 1) == f.bp && *w.needs_bp.get_unchecked(j - 1));
+            // The outermost frame's rule is unknown beyond it: be strict there.
+            *w.needs_bp.get_unchecked_mut(j) = j == 0
+                || f.uses_bp
+                || (*w.bps.get_unchecked(j - 1) == f.bp && *w.needs_bp.get_unchecked(j - 1));
         }
     }
     w.n = start + count;
