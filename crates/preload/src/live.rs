@@ -113,40 +113,9 @@ fn grow(s: &LiveShard) -> bool {
     true
 }
 
-/// Add `flags` to the live entry for `addr` (`leakscope_ignore`); false when
-/// no live block starts there.
-pub fn add_flags(addr: u64, flags: u8) -> bool {
-    let hash = hash_addr(addr);
-    let s = shard(live_shard_of(hash));
-    let _g = spin::lock(&s.lock);
-    if s.table_off.load(Ordering::Relaxed) == 0 {
-        return false;
-    }
-    let (t, cap) = table(s);
-    let mask = cap - 1;
-    let mut i = slot_of(hash, mask);
-    loop {
-        let e = unsafe { &mut *t.add(i as usize) };
-        if e.is_empty() {
-            return false;
-        }
-        if e.addr() == addr {
-            e.set_flags(e.flags() | flags);
-            return true;
-        }
-        i = (i + 1) & mask;
-    }
-}
-
-/// Remove and return the entry for `addr`, counting a free.
-pub fn remove(addr: u64) -> Option<LiveEntry> {
-    let hash = hash_addr(addr);
-    let s = shard(live_shard_of(hash));
-    let _g = spin::lock(&s.lock);
-    remove_locked(s, hash, addr)
-}
-
-fn remove_locked(s: &LiveShard, hash: u64, addr: u64) -> Option<LiveEntry> {
+/// The table of shard `s`, its mask and the slot holding `addr`, if it is
+/// there. Called with the shard lock held.
+fn find_locked(s: &LiveShard, hash: u64, addr: u64) -> Option<(*mut LiveEntry, u64, u64)> {
     if s.table_off.load(Ordering::Relaxed) == 0 {
         return None;
     }
@@ -159,10 +128,30 @@ fn remove_locked(s: &LiveShard, hash: u64, addr: u64) -> Option<LiveEntry> {
             return None;
         }
         if e.addr() == addr {
-            break;
+            return Some((t, mask, i));
         }
         i = (i + 1) & mask;
     }
+}
+
+/// Add `flags` to the live entry for `addr` (`leakscope_ignore`); false when
+/// no live block starts there.
+pub fn add_flags(addr: u64, flags: u8) -> bool {
+    let hash = hash_addr(addr);
+    let s = shard(live_shard_of(hash));
+    let _g = spin::lock(&s.lock);
+    let Some((t, _, i)) = find_locked(s, hash, addr) else { return false };
+    let e = unsafe { &mut *t.add(i as usize) };
+    e.set_flags(e.flags() | flags);
+    true
+}
+
+/// Remove and return the entry for `addr`, counting a free.
+pub fn remove(addr: u64) -> Option<LiveEntry> {
+    let hash = hash_addr(addr);
+    let s = shard(live_shard_of(hash));
+    let _g = spin::lock(&s.lock);
+    let (t, mask, i) = find_locked(s, hash, addr)?;
     let removed = unsafe { *t.add(i as usize) };
     // Backward-shift deletion keeps probe chains intact without tombstones.
     let mut hole = i;
