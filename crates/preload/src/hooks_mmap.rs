@@ -433,6 +433,24 @@ fn shm_path(name: &[u8]) -> PathBuf {
     p
 }
 
+/// Log an event about the named object `name` (POSIX shared memory or a
+/// memfd), with the device and inode of `fd` when there is one.
+unsafe fn named_event(what: u8, name: *const c_char, fd: Option<c_int>, regs: &Regs) {
+    let _e = SaveErrno::new();
+    let st = fd.and_then(fstat);
+    let (name_off, name_len) = regions::store_name(c_bytes(name));
+    regions::event(ShmEvent {
+        what,
+        dev: st.map_or(0, |s| s.st_dev),
+        ino: st.map_or(0, |s| s.st_ino),
+        name_off,
+        name_len,
+        shmid: -1,
+        stack: current_stack(regs),
+        ..ShmEvent::default()
+    });
+}
+
 export_hook!(shm_open => shm_open_impl);
 
 unsafe extern "C" fn shm_open_impl(name: *const c_char, oflag: c_int, m: mode_t, entry_sp: u64, entry_bp: u64) -> c_int {
@@ -447,20 +465,7 @@ unsafe extern "C" fn shm_open_impl(name: *const c_char, oflag: c_int, m: mode_t,
             };
             let fd = real_shm_open(name, oflag, m);
             if fd >= 0 && creating && !existed {
-                let _e = SaveErrno::new();
-                let st = fstat(fd);
-                let (name_off, name_len) = regions::store_name(c_bytes(name));
-                let stack = current_stack(&Regs::at_entry(entry_sp, entry_bp));
-                regions::event(ShmEvent {
-                    what: shm_event::POSIX_CREATE,
-                    dev: st.map_or(0, |s| s.st_dev),
-                    ino: st.map_or(0, |s| s.st_ino),
-                    name_off,
-                    name_len,
-                    shmid: -1,
-                    stack,
-                    ..ShmEvent::default()
-                });
+                named_event(shm_event::POSIX_CREATE, name, Some(fd), &Regs::at_entry(entry_sp, entry_bp));
             }
             fd
         }
@@ -475,17 +480,7 @@ unsafe extern "C" fn shm_unlink_impl(name: *const c_char, _pad1: usize, _pad2: u
         Mode::Track(_g) => {
             let r = real_shm_unlink(name);
             if r == 0 {
-                let _e = SaveErrno::new();
-                let (name_off, name_len) = regions::store_name(c_bytes(name));
-                let stack = current_stack(&Regs::at_entry(entry_sp, entry_bp));
-                regions::event(ShmEvent {
-                    what: shm_event::POSIX_UNLINK,
-                    name_off,
-                    name_len,
-                    shmid: -1,
-                    stack,
-                    ..ShmEvent::default()
-                });
+                named_event(shm_event::POSIX_UNLINK, name, None, &Regs::at_entry(entry_sp, entry_bp));
             }
             r
         }
@@ -500,20 +495,7 @@ unsafe extern "C" fn memfd_create_impl(name: *const c_char, flags: c_uint, _pad:
         Mode::Track(_g) => {
             let fd = real_memfd_create(name, flags);
             if fd >= 0 {
-                let _e = SaveErrno::new();
-                let st = fstat(fd);
-                let (name_off, name_len) = regions::store_name(c_bytes(name));
-                let stack = current_stack(&Regs::at_entry(entry_sp, entry_bp));
-                regions::event(ShmEvent {
-                    what: shm_event::MEMFD_CREATE,
-                    dev: st.map_or(0, |s| s.st_dev),
-                    ino: st.map_or(0, |s| s.st_ino),
-                    name_off,
-                    name_len,
-                    shmid: -1,
-                    stack,
-                    ..ShmEvent::default()
-                });
+                named_event(shm_event::MEMFD_CREATE, name, Some(fd), &Regs::at_entry(entry_sp, entry_bp));
             }
             fd
         }
