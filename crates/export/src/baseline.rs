@@ -8,7 +8,7 @@
 //! never baselined. Format: `docs/ci-baseline.md`.
 
 use crate::common::{class_name, is_leaked, plural, program_name, site_label};
-use leakscope_analyse::report::{Report, Tool};
+use leakscope_analyse::report::{Leak, Report, Tool};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -51,18 +51,20 @@ impl Entry {
     }
 }
 
-impl Baseline {
-    /// The leaked records of `report` (every class but `reachable`), merged by fingerprint.
-    pub fn from_report(report: &Report) -> Baseline {
-        let mut by_fp: BTreeMap<String, Entry> = BTreeMap::new();
-        for p in &report.processes {
-            for l in p.leaks.iter().filter(|l| is_leaked(l)) {
-                let fp = if l.fingerprint.is_empty() {
-                    leakscope_analyse::fingerprint::of_stack(l.allocator.name(), &l.stack)
-                } else {
-                    l.fingerprint.clone()
-                };
-                let e = by_fp.entry(fp.clone()).or_insert_with(|| Entry {
+/// The leaked records of `report` (every class but `reachable`), merged by
+/// fingerprint over all its processes: each entry with the first record it
+/// came from. What a baseline and each side of a diff are made of.
+pub fn merged_leaks(report: &Report) -> BTreeMap<String, (Entry, &Leak)> {
+    let mut by_fp: BTreeMap<String, (Entry, &Leak)> = BTreeMap::new();
+    for p in &report.processes {
+        for l in p.leaks.iter().filter(|l| is_leaked(l)) {
+            let fp = if l.fingerprint.is_empty() {
+                leakscope_analyse::fingerprint::of_stack(l.allocator.name(), &l.stack)
+            } else {
+                l.fingerprint.clone()
+            };
+            let (e, _) = by_fp.entry(fp.clone()).or_insert_with(|| {
+                let e = Entry {
                     fingerprint: fp,
                     allocator: l.allocator.name().into(),
                     class: class_name(l),
@@ -70,12 +72,21 @@ impl Baseline {
                     blocks: 0,
                     site: site_label(&l.stack),
                     program: program_name(p),
-                });
-                e.bytes += l.bytes;
-                e.blocks += l.blocks;
-            }
+                };
+                (e, l)
+            });
+            e.bytes += l.bytes;
+            e.blocks += l.blocks;
         }
-        let mut leaks: Vec<Entry> = by_fp.into_values().collect();
+    }
+    by_fp
+}
+
+impl Baseline {
+    /// The leaked records of `report` (every class but `reachable`), merged by fingerprint.
+    pub fn from_report(report: &Report) -> Baseline {
+        let by_fp = merged_leaks(report);
+        let mut leaks: Vec<Entry> = by_fp.into_values().map(|(e, _)| e).collect();
         leaks.sort_by(|a, b| {
             b.bytes.cmp(&a.bytes).then(b.blocks.cmp(&a.blocks)).then(a.fingerprint.cmp(&b.fingerprint))
         });

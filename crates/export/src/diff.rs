@@ -3,8 +3,8 @@
 //! merged by fingerprint over all processes of each side; only leaked memory
 //! counts (every class but `reachable`). Format: `docs/ci-baseline.md`.
 
-use crate::baseline::Baseline;
-use crate::common::{class_name, is_leaked, plural, program_name, render_stack, site_label};
+use crate::baseline::{self, Baseline};
+use crate::common::{plural, render_stack};
 use leakscope_analyse::report::{Frame, Report};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -17,65 +17,35 @@ pub struct LeakSet {
     pub leaks: BTreeMap<String, Entry>,
 }
 
+/// A baseline entry with the allocation stack (of the first process it was
+/// seen in); `[]` when that side was a baseline file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
-    pub fingerprint: String,
-    pub allocator: String,
-    pub class: String,
-    pub bytes: u64,
-    pub blocks: u64,
-    pub site: String,
-    pub program: String,
-    /// The allocation stack (of the first process it was seen in); `[]` when
-    /// that side was a baseline file.
+    #[serde(flatten)]
+    pub leak: baseline::Entry,
     pub stack: Vec<Frame>,
+}
+
+impl std::ops::Deref for Entry {
+    type Target = baseline::Entry;
+    fn deref(&self) -> &baseline::Entry {
+        &self.leak
+    }
 }
 
 impl LeakSet {
     pub fn from_report(report: &Report) -> LeakSet {
-        let mut set = LeakSet::default();
-        for p in &report.processes {
-            for l in p.leaks.iter().filter(|l| is_leaked(l)) {
-                let fp = if l.fingerprint.is_empty() {
-                    leakscope_analyse::fingerprint::of_stack(l.allocator.name(), &l.stack)
-                } else {
-                    l.fingerprint.clone()
-                };
-                let e = set.leaks.entry(fp.clone()).or_insert_with(|| Entry {
-                    fingerprint: fp,
-                    allocator: l.allocator.name().into(),
-                    class: class_name(l),
-                    bytes: 0,
-                    blocks: 0,
-                    site: site_label(&l.stack),
-                    program: program_name(p),
-                    stack: l.stack.clone(),
-                });
-                e.bytes += l.bytes;
-                e.blocks += l.blocks;
-            }
-        }
-        set
+        let leaks = baseline::merged_leaks(report)
+            .into_iter()
+            .map(|(fp, (leak, first))| (fp, Entry { leak, stack: first.stack.clone() }))
+            .collect();
+        LeakSet { leaks }
     }
 
     pub fn from_baseline(b: &Baseline) -> LeakSet {
-        let mut set = LeakSet::default();
-        for e in &b.leaks {
-            set.leaks.insert(
-                e.fingerprint.clone(),
-                Entry {
-                    fingerprint: e.fingerprint.clone(),
-                    allocator: e.allocator.clone(),
-                    class: e.class.clone(),
-                    bytes: e.bytes,
-                    blocks: e.blocks,
-                    site: e.site.clone(),
-                    program: e.program.clone(),
-                    stack: vec![],
-                },
-            );
-        }
-        set
+        let leaks =
+            b.leaks.iter().map(|e| (e.fingerprint.clone(), Entry { leak: e.clone(), stack: vec![] })).collect();
+        LeakSet { leaks }
     }
 
     pub fn totals(&self) -> Totals {
@@ -192,15 +162,7 @@ impl Diff {
             plural(self.new.leaked_blocks, "block", "blocks"),
         );
         let entry = |s: &mut String, tag: &str, e: &Entry| {
-            s.push_str(&format!(
-                "\n{tag}: {} in {} allocated with {} at {} in {} [{}]\n",
-                plural(e.bytes, "byte", "bytes"),
-                plural(e.blocks, "block", "blocks"),
-                e.allocator,
-                e.site,
-                e.program,
-                e.fingerprint
-            ));
+            s.push_str(&format!("\n{tag}: {}\n", e.describe()));
             if !e.stack.is_empty() {
                 render_stack(s, &e.stack, "    ");
             }
