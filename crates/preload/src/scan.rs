@@ -102,20 +102,7 @@ struct Scratch<T> {
 impl<T: Copy> Scratch<T> {
     fn new(len: usize) -> Option<Scratch<T>> {
         let bytes = (len.max(1) * core::mem::size_of::<T>()).next_multiple_of(4096);
-        let p = unsafe {
-            libc::syscall(
-                libc::SYS_mmap,
-                0usize,
-                bytes,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1i32,
-                0usize,
-            )
-        };
-        if p < 0 {
-            return None;
-        }
+        let p = crate::session::raw_mmap(0, bytes, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE, -1)?;
         Some(Scratch { ptr: p as *mut T, len })
     }
     fn slice(&mut self) -> &mut [T] {

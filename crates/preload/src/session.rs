@@ -106,19 +106,20 @@ impl PathBuf {
 /// exits normally (a killed process then leaves nothing to report).
 pub static PRIVATE_TABLES: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
-fn map_private() -> Option<usize> {
-    let p = unsafe {
-        libc::syscall(
-            libc::SYS_mmap,
-            0usize,
-            layout::RESERVE_BYTES as usize,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1i32,
-            0usize,
-        )
-    };
+/// mmap as a raw system call: leakscope's own mappings must never reach its
+/// mmap hooks (the program's mmap records). None on failure.
+pub fn raw_mmap(addr: usize, len: usize, flags: i32, fd: i32) -> Option<usize> {
+    let p = unsafe { libc::syscall(libc::SYS_mmap, addr, len, libc::PROT_READ | libc::PROT_WRITE, flags, fd, 0usize) };
     (p >= 0 && p as usize != libc::MAP_FAILED as usize).then_some(p as usize)
+}
+
+fn map_private() -> Option<usize> {
+    raw_mmap(
+        0,
+        layout::RESERVE_BYTES as usize,
+        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+        -1,
+    )
 }
 
 /// With private tables: write them to the session file (at the very end of exit).
@@ -146,23 +147,7 @@ fn write_used_prefix(fd: i32, used: u64) -> bool {
 }
 
 fn map_file(fd: i32) -> Option<usize> {
-    // Raw syscall: our own future mmap hooks must never see leakscope's mapping.
-    let p = unsafe {
-        libc::syscall(
-            libc::SYS_mmap,
-            0usize,
-            layout::RESERVE_BYTES as usize,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_NORESERVE,
-            fd,
-            0usize,
-        )
-    };
-    if p < 0 || p as usize == libc::MAP_FAILED as usize {
-        None
-    } else {
-        Some(p as usize)
-    }
+    raw_mmap(0, layout::RESERVE_BYTES as usize, libc::MAP_SHARED | libc::MAP_NORESERVE, fd)
 }
 
 /// Create `<dir>/proc-<pid>-<n>.lsm` with the first free `n` (one per exec'd image).
@@ -276,18 +261,8 @@ pub fn fork_child_copy(dir: &[u8]) -> bool {
     }
     // Replace the shared mapping in place: every offset and pointer stays valid.
     let base = BASE.load(Ordering::Relaxed);
-    let p = unsafe {
-        libc::syscall(
-            libc::SYS_mmap,
-            base,
-            layout::RESERVE_BYTES as usize,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_NORESERVE | libc::MAP_FIXED,
-            fd,
-            0usize,
-        )
-    };
-    if p as usize != base {
+    let p = raw_mmap(base, layout::RESERVE_BYTES as usize, libc::MAP_SHARED | libc::MAP_NORESERVE | libc::MAP_FIXED, fd);
+    if p != Some(base) {
         unsafe { libc::close(fd) };
         return false;
     }
