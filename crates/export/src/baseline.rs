@@ -7,7 +7,7 @@
 //! baseline entries that no longer occur are listed as fixed. Heap errors are
 //! never baselined. Format: `docs/ci-baseline.md`.
 
-use crate::common::{class_name, is_leaked, plural, program_name, site_label};
+use crate::common::{class_name, fingerprint, is_leaked, plural, program_name, site_label};
 use leakscope_analyse::report::{Leak, Report, Tool};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
@@ -58,11 +58,7 @@ pub fn merged_leaks(report: &Report) -> BTreeMap<String, (Entry, &Leak)> {
     let mut by_fp: BTreeMap<String, (Entry, &Leak)> = BTreeMap::new();
     for p in &report.processes {
         for l in p.leaks.iter().filter(|l| is_leaked(l)) {
-            let fp = if l.fingerprint.is_empty() {
-                leakscope_analyse::fingerprint::of_stack(l.allocator.name(), &l.stack)
-            } else {
-                l.fingerprint.clone()
-            };
+            let fp = fingerprint(l);
             let (e, _) = by_fp.entry(fp.clone()).or_insert_with(|| {
                 let e = Entry {
                     fingerprint: fp,

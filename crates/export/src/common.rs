@@ -15,6 +15,15 @@ pub fn class_name(l: &Leak) -> String {
 
 /// Whether a leak record counts as leaked memory: every class but
 /// `reachable` (still referenced at exit, so not lost).
+/// The record's fingerprint; one computed from its stack when the report has none.
+pub fn fingerprint(l: &Leak) -> String {
+    if l.fingerprint.is_empty() {
+        leakscope_analyse::fingerprint::of_stack(l.allocator.name(), &l.stack)
+    } else {
+        l.fingerprint.clone()
+    }
+}
+
 pub fn is_leaked(l: &Leak) -> bool {
     class_name(l) != "reachable"
 }

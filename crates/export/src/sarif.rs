@@ -134,7 +134,7 @@ pub fn to_value(report: &Report, srcroot: Option<&Path>) -> Value {
             let mut r = result_base("memory-leak", &text, site(&l.stack).map(|f| location(f, None)));
             r.insert(
                 "partialFingerprints".into(),
-                json!({ "leakscope/v1": if l.fingerprint.is_empty() { fingerprint::of_stack(l.allocator.name(), &l.stack) } else { l.fingerprint.clone() } }),
+                json!({ "leakscope/v1": crate::common::fingerprint(l) }),
             );
             let flows = code_flows(vec![(format!("allocated by {}", l.allocator.name()), &l.stack)]);
             if flows.as_array().is_some_and(|a| !a.is_empty()) {
