@@ -33,6 +33,7 @@ RUNREC = os.path.join(BUILD, "runrec")
 COUNTER = os.path.join(BUILD, "count_allocs.so")
 LSAN_SO = "/usr/lib/x86_64-linux-gnu/liblsan.so.0"
 PY = "/usr/bin/python3"
+PERL = "/usr/bin/perl"
 
 
 def env_str(name, default):
@@ -73,7 +74,7 @@ TOOL_LABEL = {
 }
 TOOL_ORDER = ["leakscope", "leakscope-rec", "heaptrack", "lsan", "lsanslow", "lsanrb", "valgrind"]
 SYNTH = {"churn1", "churn2", "churn4", "manylive", "realloc"}
-ALL_WL = ["py", "sqlite", "cc1", "churn1", "churn2", "churn4", "manylive", "realloc"]
+ALL_WL = ["py", "perl", "sqlite", "cc1", "churn1", "churn2", "churn4", "manylive", "realloc"]
 
 
 def log(msg):
@@ -103,6 +104,8 @@ def workloads(quick):
     n, vn = pick(("40000", "5"), ("40000", "1"), ("10000", "2"), ("5000", "1"))
     W["py"] = dict(env={"PYTHONMALLOC": "malloc"},
                    argv=[PY, f"{i}/py_churn.py", *n], vargv=[PY, f"{i}/py_churn.py", *vn])
+    n, vn = pick(("60000", "5"), ("10000", "1"), ("15000", "3"), ("3000", "1"))
+    W["perl"] = dict(env={}, argv=[PERL, f"{i}/pl_churn.pl", *n], vargv=[PERL, f"{i}/pl_churn.pl", *vn])
     n, vn = pick(f"{i}/churn.sql", f"{i}/churn.sql", f"{b}/churn-50000.sql", f"{b}/churn-20000.sql")
     W["sqlite"] = dict(env={}, argv=["sqlite3", ":memory:", f".read {n}"], vargv=["sqlite3", ":memory:", f".read {vn}"])
     n, vn = pick(70, 20, 20, 5)
@@ -519,7 +522,7 @@ def metadata(ls_mode):
         "versions": {
             "heaptrack": sh("heaptrack --version"), "valgrind": sh("valgrind --version"),
             "gcc": sh("gcc -dumpfullversion"), "sqlite3": sh("sqlite3 --version").split(" ")[0],
-            "python3": sh(f"{PY} --version"), "liblsan": sh("dpkg-query -W -f='${Version}' liblsan0"),
+            "python3": sh(f"{PY} --version"), "perl": sh(f"{PERL} -e 'print $^V'"), "liblsan": sh("dpkg-query -W -f='${Version}' liblsan0"),
         },
         "leakscope": {"mode": ls_mode, "commit": sh(f"git -C {shlex.quote(ROOT)} rev-parse --short HEAD"),
                       "uncommitted_changes": bool(dirty.strip()), "bin": CONFIG.get("ls_bin_orig", CONFIG["ls_bin"]),
@@ -599,7 +602,7 @@ def render(raw):
     o.append(f"- machine: {h['cpu']}, {h['nproc']} CPUs, {h['mem_gib']} GiB, kernel {h['kernel']}, {h['glibc']}")
     v = meta["versions"]
     o.append(f"- tools: {v['heaptrack']}, {v['valgrind']}, liblsan0 {v['liblsan']} (gcc {v['gcc']}), "
-             f"sqlite3 {v['sqlite3']}, {v['python3']}")
+             f"sqlite3 {v['sqlite3']}, {v['python3']}, perl {v.get('perl', '?')}")
     how = (f"`leakscope run {' '.join(ls['args'])} -- CMD` (CLI: record + read + symbolise + report)"
            if ls["mode"] == "cli" else
            "preload only: `LEAKSCOPE_SESSION=DIR LD_PRELOAD=libleakscope_preload.so CMD` (recording, no report)")

@@ -15,7 +15,7 @@ BENCH=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$BENCH")
 cd "$BENCH"
 
-for t in heaptrack heaptrack_print valgrind sqlite3 gcc /usr/bin/python3; do
+for t in heaptrack heaptrack_print valgrind sqlite3 gcc /usr/bin/python3 /usr/bin/perl; do
     command -v "$t" >/dev/null || { echo "run.sh: $t missing; run bench/setup.sh first" >&2; exit 1; }
 done
 
