@@ -21,6 +21,47 @@ fn leaks_from_four_concurrent_threads_are_counted_exactly() {
     assert!(errors(p).is_empty(), "{}", show_leaks(p));
 }
 
+/// Threads one after another: each new thread starts on its predecessor's
+/// stack memory and with its predecessor's per-thread state (kept for reuse),
+/// so a walk carried over from the previous thread would splice in the wrong
+/// chain or depth. Every generation's leak must show its own.
+#[test]
+fn threads_started_one_after_another_keep_their_own_stacks() {
+    let exe = cc("thread_generations.c", &["-g", "-O2", "-fomit-frame-pointer", "-fno-optimize-sibling-calls", "-pthread"]);
+    let o = run_ok(&exe, &[]);
+    assert!(o.stdout.contains("generations done"), "{}", o.describe());
+    let p = o.process();
+    let file = fixture_file("thread_generations.c");
+    // (leaf function, its line, bytes per block) -> blocks per number of `descend` frames.
+    let mut seen = std::collections::BTreeMap::new();
+    for leak in leaks(p) {
+        let st = frames(&leak["stack"]);
+        let leaf = st[0].function.clone().unwrap_or_default();
+        let tag = match leaf.as_str() {
+            "leak_even" => "LEAK:even",
+            "leak_odd" => "LEAK:odd",
+            _ => panic!("unexpected leak:{}", show_leaks(p)),
+        };
+        assert!(st[0].is(&leaf, &file, line_of("thread_generations.c", tag)), "{}", show_stack(&st));
+        let depth = st.iter().skip(1).take_while(|f| f.function.as_deref() == Some("descend")).count();
+        assert_eq!(st[1 + depth].function.as_deref(), Some("generation"), "after descend: the thread's start{}", show_stack(&st));
+        assert_eq!(leak["class"], "definite", "{}", show_stack(&st));
+        let blocks = leak["blocks"].as_u64().unwrap();
+        let size = if leaf == "leak_odd" { 24 } else { 40 };
+        assert_eq!(leak["bytes"].as_u64(), Some(blocks * size), "{}", show_stack(&st));
+        *seen.entry((leaf, depth)).or_insert(0u64) += blocks;
+    }
+    // Generation g leaks 50 blocks through descend(1 + g % 5): 2 + g % 5 frames.
+    let mut want = std::collections::BTreeMap::new();
+    for g in 0..12u64 {
+        let leaf = if g % 2 == 1 { "leak_odd" } else { "leak_even" };
+        *want.entry((leaf.to_string(), 2 + (g % 5) as usize)).or_insert(0u64) += 50;
+    }
+    assert_eq!(seen, want, "blocks per (leaf, descend frames):{}", show_leaks(p));
+    assert_no_leak_at_line(p, "thread_generations.c", "FREED:churn");
+    assert!(errors(p).is_empty(), "{}", show_leaks(p));
+}
+
 #[test]
 fn leak_in_a_dlclosed_library_resolves_to_its_source_line() {
     let plugin = cc_shared("plugin.c", &["-g", "-O0"]);

@@ -37,6 +37,7 @@ fn cached_walks_equal_full_walks() {
         (cc("callchain.c", &["-g", "-O0"]), vec![]),
         (cc("callchain.c", &["-g", "-O2", "-fomit-frame-pointer"]), vec![]),
         (cc("threads.c", &["-g", "-O2", "-pthread"]), vec![]),
+        (cc("thread_generations.c", &["-g", "-O2", "-fno-optimize-sibling-calls", "-pthread"]), vec![]),
         (cc("alloc_family.c", &["-g", "-O2"]), vec![]),
         (cxx("cxx_exceptions.cpp", &["-g", "-O2", "-fomit-frame-pointer"]), vec![]),
         (cxx("clean_cxx.cpp", &["-g", "-O2"]), vec![]),
