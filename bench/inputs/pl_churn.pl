@@ -21,7 +21,8 @@ sub one_round {
     my $total = 0;
     $total += length for @joined;
     my %counts;
-    $counts{$_}++ for split /,/, join(" ", @joined[0 .. 4999]);
+    my $last = $#joined < 4999 ? $#joined : 4999;
+    $counts{$_}++ for split /,/, join(" ", @joined[0 .. $last]);
     my @sorted = sort { $counts{$b} <=> $counts{$a} || $a cmp $b } keys %counts;
     return $total + scalar(@sorted);
 }
