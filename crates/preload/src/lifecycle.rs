@@ -110,7 +110,6 @@ pub fn ensure_init() {
         return;
     }
     crate::hooks_mmap::resolve();
-    crate::spin::init_single_threaded();
     if !crate::api::is_first_copy() {
         STATE.store(PASSTHROUGH, Ordering::Release);
         return;
