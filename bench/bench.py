@@ -73,8 +73,8 @@ TOOL_LABEL = {
     "lsanrb": "lsan-rebuild",
 }
 TOOL_ORDER = ["leakscope", "leakscope-rec", "heaptrack", "lsan", "lsanslow", "lsanrb", "valgrind"]
-SYNTH = {"churn1", "churn2", "churn4", "manylive", "realloc"}
-ALL_WL = ["py", "perl", "sqlite", "cc1", "churn1", "churn2", "churn4", "manylive", "realloc"]
+SYNTH = {"churn1", "churn2", "churn4", "manylive", "realloc", "threads"}
+ALL_WL = ["py", "perl", "sqlite", "cc1", "churn1", "churn2", "churn4", "manylive", "realloc", "threads"]
 
 
 def log(msg):
@@ -120,6 +120,9 @@ def workloads(quick):
     n, vn = pick("2000000", "500000", "500000", "100000")
     W["realloc"] = dict(env={}, argv=[f"{b}/reallocgrow", "20000", n], vargv=[f"{b}/reallocgrow", "20000", vn],
                         synth="reallocgrow")
+    n, vn = pick("20000", "2000", "5000", "500")
+    W["threads"] = dict(env={}, argv=[f"{b}/shortthreads", n, "50"], vargv=[f"{b}/shortthreads", vn, "50"],
+                        synth="shortthreads")
     return W
 
 

@@ -3,7 +3,7 @@
 # heaptrack, Valgrind memcheck and LeakSanitizer, paired A/B runs, one markdown table set.
 # See bench/README.md. Knobs (environment variables):
 #   QUICK=1            smaller inputs, N=3, NV=1 (a few minutes)
-#   ONLY="churn1 py"   workloads: py sqlite cc1 churn1 churn2 churn4 manylive realloc
+#   ONLY="churn1 py"   workloads: py perl sqlite cc1 churn1 churn2 churn4 manylive realloc threads
 #   TOOLS="leakscope heaptrack valgrind lsan lsanrb"   (also: leakscope-rec lsanslow)
 #   N=5 NV=2 WARMUP=1  timed pairs per tool / for valgrind / unmeasured warm-up runs
 #   LEAKSCOPE_MODE=auto|cli|preload   cli: `leakscope run --output /dev/null -- CMD`;
@@ -40,7 +40,7 @@ fi
 mkdir -p build/tmp
 CFLAGS="-O2 -g -pthread"   # -O2 on x86-64 omits frame pointers, as the anchors' builds did
 newer() { [ ! -e "$1" ] || [ "$2" -nt "$1" ] || { [ -n "${3:-}" ] && [ "$3" -nt "$1" ]; }; }
-for p in churn manylive reallocgrow; do
+for p in churn manylive reallocgrow shortthreads; do
     newer build/$p src/$p.c src/common.h && gcc $CFLAGS -o build/$p src/$p.c
     newer build/$p.lsan src/$p.c src/common.h && gcc $CFLAGS -fsanitize=leak -o build/$p.lsan src/$p.c
 done

@@ -77,7 +77,10 @@ pub fn insert(addr: u64, size: u64, kind: AllocKind, flags: u8, stack: u32) -> b
         }
         i = (i + 1) & mask;
     }
-    bump(&s.allocs, 1);
+    // Blocks libc allocated for leakscope itself are not the program's calls.
+    if flags & entry_flags::INTERNAL == 0 {
+        bump(&s.allocs, 1);
+    }
     true
 }
 
@@ -171,7 +174,9 @@ pub fn remove(addr: u64) -> Option<LiveEntry> {
     }
     unsafe { *t.add(hole as usize) = LiveEntry::default() };
     s.len.store(s.len.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
-    bump(&s.frees, 1);
+    if removed.flags() & entry_flags::INTERNAL == 0 {
+        bump(&s.frees, 1);
+    }
     Some(removed)
 }
 
