@@ -38,6 +38,15 @@ pub fn render(trace: &Trace, analysis: Duration) -> String {
             c(stat::CAPTURE_NS) as f64 / 1e9,
             per(c(stat::CAPTURE_NS))
         );
+        let ops = c(stat::TABLE_OPS);
+        if ops > 0 {
+            let _ = writeln!(
+                out,
+                "  live table         {:.3} s, {:.0} ns per insert or remove (clock read on 1 in 256)",
+                c(stat::TABLE_NS) as f64 / 1e9,
+                c(stat::TABLE_NS) as f64 / ops as f64
+            );
+        }
         let _ = writeln!(
             out,
             "  fast steps         {:.1}% of unwound frames stepped with a learned rule ({} rules learned)",

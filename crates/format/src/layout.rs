@@ -16,7 +16,8 @@ use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64};
 
 pub const MAGIC: [u8; 8] = *b"LSCOPE\0\x01";
 /// 2: the rings of freed blocks left the live shards (the preload keeps them per thread).
-pub const LAYOUT_VERSION: u32 = 2;
+/// 3: two more cost counters (live-table time), so the header fields after them moved.
+pub const LAYOUT_VERSION: u32 = 3;
 /// Live table and stack store are each split in this many independently
 /// locked shards, so threads rarely meet on a lock or a cache line.
 pub const SHARDS: usize = 64;
@@ -41,7 +42,7 @@ pub mod state {
     pub const KILLED: u32 = 4;
 }
 
-pub const STAT_COUNT: usize = 14;
+pub const STAT_COUNT: usize = 16;
 
 /// Indices into [`Header::stats`]: what the preload spent its time on.
 pub mod stat {
@@ -71,6 +72,11 @@ pub mod stat {
     /// and addresses whose rule was learned (probed).
     pub const FAST_STEPS: usize = 12;
     pub const RULES_LEARNED: usize = 13;
+    /// Inserts into and removals from the live-block table, and the
+    /// nanoseconds they took (sampled clock): their cache misses are most of
+    /// the cost of a program with a big heap.
+    pub const TABLE_OPS: usize = 14;
+    pub const TABLE_NS: usize = 15;
     pub const NAMES: [&str; super::STAT_COUNT] = [
         "stack captures",
         "frames unwound",
@@ -86,6 +92,8 @@ pub mod stat {
         "unwind rule cache misses",
         "unwinding steps with a learned rule",
         "unwind rules learned",
+        "live-table inserts and removals",
+        "live-table time (ns)",
     ];
 }
 

@@ -144,7 +144,7 @@ fn program_frames(w: &Walk) -> (&[u64], u64, u64) {
     (&w.addrs[..end], finish_hash(w.prefix_hash[end]), w.prefix_hash2[end])
 }
 
-fn now_ns() -> u64 {
+pub(crate) fn now_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64

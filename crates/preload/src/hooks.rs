@@ -9,7 +9,7 @@ use crate::live;
 use crate::real;
 use core::sync::atomic::Ordering;
 use crate::thread;
-use leakscope_format::layout::{entry_flags, AllocKind, FreedEntry, LiveEntry, ReleaseKind, NO_STACK};
+use leakscope_format::layout::{entry_flags, stat, AllocKind, FreedEntry, LiveEntry, ReleaseKind, NO_STACK};
 use libc::{c_int, c_void, size_t};
 
 /// Record a block the program got (we hold the hook guard).
@@ -23,8 +23,30 @@ pub fn track(p: *mut c_void, size: usize, kind: AllocKind, regs: &Regs) {
             return;
         }
         let stack = current_stack(regs);
-        live::insert(p as u64, size as u64, kind, 0, stack);
+        timed_table_op(|| live::insert(p as u64, size as u64, kind, 0, stack));
     }
+}
+
+/// Run a live-table insert or remove, timing one in 256 for `--stats` (the
+/// clock costs about as much as a table operation that hits the cache).
+#[inline(always)]
+fn timed_table_op<T>(op: impl FnOnce() -> T) -> T {
+    let Some(extra) = thread::extra() else { return op() };
+    let n = extra.stats[stat::TABLE_OPS];
+    extra.stats[stat::TABLE_OPS] = n + 1;
+    if n % 256 != 0 {
+        return op();
+    }
+    timed_cold(extra, op)
+}
+
+#[cold]
+#[inline(never)]
+fn timed_cold<T>(extra: &mut thread::ThreadExtra, op: impl FnOnce() -> T) -> T {
+    let t0 = crate::capture::now_ns();
+    let r = op();
+    extra.stats[stat::TABLE_NS] += crate::capture::now_ns().saturating_sub(t0) * 256;
+    r
 }
 
 /// Record a block that leakscope or libc (working for it) got: matched on free, never reported.
@@ -47,7 +69,7 @@ pub fn release(p: *mut c_void, how: ReleaseKind, regs: &Regs) -> bool {
         _ => NO_STACK,
     };
     let full = free_stacks == free_stacks::FULL;
-    match live::remove(addr) {
+    match timed_table_op(|| live::remove(addr)) {
         Some(block) => {
             remember_free(addr, &block, stack, how);
             let internal = block.flags() & entry_flags::INTERNAL != 0;
