@@ -51,6 +51,10 @@ pub fn hash2_frames(outermost_first: &[u64]) -> u64 {
 /// stacks miss it often (a compiler has tens of thousands of distinct ones).
 pub struct RecentStacks {
     slots: Vec<Recent>,
+    /// Misses since the last growth check whose stack the shared store
+    /// already had: the misses a bigger cache would have answered (a stack
+    /// seen for the first time misses at any size).
+    refound: u64,
 }
 
 const RECENT_MIN: usize = 2048;
@@ -58,7 +62,7 @@ const RECENT_MAX: usize = 32768;
 
 impl RecentStacks {
     pub fn new() -> RecentStacks {
-        RecentStacks { slots: vec![Recent::default(); RECENT_MIN] }
+        RecentStacks { slots: vec![Recent::default(); RECENT_MIN], refound: 0 }
     }
 
     #[inline]
@@ -67,11 +71,12 @@ impl RecentStacks {
     }
 
     /// Grow (keeping what it holds) if more than 1 lookup in 16 since the
-    /// stats were last flushed went to the shared store. Call now and then,
-    /// inside a hook guard.
+    /// stats were last flushed went to the shared store for a stack it
+    /// already had. Call now and then, inside a hook guard.
     pub fn grow_if_missing(&mut self, stats: &[u64; STAT_COUNT]) {
         let (hits, misses) = (stats[stat::RECENT_HITS], stats[stat::STORE_LOOKUPS]);
-        if hits + misses < 4096 || misses * 16 <= hits + misses || self.slots.len() >= RECENT_MAX {
+        let refound = core::mem::take(&mut self.refound);
+        if hits + misses < 4096 || refound * 16 <= hits + misses || self.slots.len() >= RECENT_MAX {
             return;
         }
         let bigger = (self.slots.len() * 4).min(RECENT_MAX);
@@ -105,19 +110,21 @@ pub fn intern(
     }
     stats[stat::STORE_LOOKUPS] += 1;
     // The shared store compares whole stacks: it is the ground truth.
-    let id = intern_shared(hash, frames);
+    let (id, existed) = intern_shared(hash, frames);
+    recent.refound += existed as u64;
     recent.slots[slot] = Recent { hash, hash2, id };
     id
 }
 
-fn intern_shared(hash: u64, frames: &[u64]) -> u32 {
+/// The stack's id in the shared store, and whether it was there already.
+fn intern_shared(hash: u64, frames: &[u64]) -> (u32, bool) {
     let s: &StackShard = &session::header().stacks[stack_shard_of(hash)];
     let _g = spin::lock(&s.lock);
     if s.table_off.load(Ordering::Relaxed) == 0 && !grow(s) {
-        return NO_STACK;
+        return (NO_STACK, false);
     }
     if (s.len.load(Ordering::Relaxed) + 1) * 2 > s.capacity.load(Ordering::Relaxed) && !grow(s) {
-        return NO_STACK;
+        return (NO_STACK, false);
     }
     let t = session::at::<u64>(s.table_off.load(Ordering::Relaxed));
     let mask = s.capacity.load(Ordering::Relaxed) - 1;
@@ -130,13 +137,13 @@ fn intern_shared(hash: u64, frames: &[u64]) -> u32 {
         }
         let id = v as u32;
         if v >> 32 == tag && record_frames(id) == frames {
-            return id;
+            return (id, true);
         }
         i = (i + 1) & mask;
     }
-    let Some(off) = session::carve(RECORD_SIZE + 8 * frames.len() as u64, 8) else { return NO_STACK };
+    let Some(off) = session::carve(RECORD_SIZE + 8 * frames.len() as u64, 8) else { return (NO_STACK, false) };
     if off / 8 > u32::MAX as u64 {
-        return NO_STACK;
+        return (NO_STACK, false);
     }
     unsafe {
         let rec = session::at::<StackRecord>(off);
@@ -147,7 +154,7 @@ fn intern_shared(hash: u64, frames: &[u64]) -> u32 {
     let id = (off / 8) as u32;
     unsafe { *t.add(i as usize) = (tag << 32) | id as u64 };
     s.len.fetch_add(1, Ordering::Relaxed);
-    id
+    (id, false)
 }
 
 /// Double the shard's hash table (or create it). Called with the lock held.
