@@ -27,8 +27,9 @@ pub fn track(p: *mut c_void, size: usize, kind: AllocKind, regs: &Regs) {
     }
 }
 
-/// Run a live-table insert or remove, timing one in 256 for `--stats` (the
-/// clock costs about as much as a table operation that hits the cache).
+/// Run a live-table insert or remove made for one of the program's calls
+/// (every one goes through here), timing one in 256 for `--stats` (the clock
+/// costs about as much as a table operation that hits the cache).
 #[inline(always)]
 fn timed_table_op<T>(op: impl FnOnce() -> T) -> T {
     let Some(extra) = thread::extra() else { return op() };
@@ -263,7 +264,7 @@ unsafe fn realloc_tracked(
         return new;
     }
     // Take the old block out of the table before the allocator can reuse its address.
-    let Some(old) = live::remove(p as u64) else {
+    let Some(old) = timed_table_op(|| live::remove(p as u64)) else {
         let stack = current_stack(regs);
         match find_freed(p as u64) {
             Some(freed) => errors::double_free(p as u64, &freed, ReleaseKind::Realloc, stack),
@@ -283,7 +284,7 @@ unsafe fn realloc_tracked(
             // realloc(p, 0) freed the block.
             remember_free(p as u64, &old, stack, ReleaseKind::Realloc);
         } else {
-            live::insert(old.addr(), old.size(), old.kind(), old.flags(), old.stack());
+            timed_table_op(|| live::insert(old.addr(), old.size(), old.kind(), old.flags(), old.stack()));
         }
         return new;
     }
@@ -297,7 +298,7 @@ unsafe fn realloc_tracked(
     } else {
         0
     };
-    live::insert(new as u64, size as u64, kind, flags, stack);
+    timed_table_op(|| live::insert(new as u64, size as u64, kind, flags, stack));
     new
 }
 

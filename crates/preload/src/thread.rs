@@ -11,7 +11,6 @@ use leakscope_format::layout;
 // while it is set came from leakscope itself, or from libc working for it,
 // and is only forwarded), and the pointer to the thread's ThreadExtra.
 
-
 /// Allocated once per thread (through leakscope's internal allocator) and
 /// freed by a pthread key destructor when the thread exits.
 pub type UnwindCache = CacheX86_64<MustNotAllocateDuringUnwind>;
@@ -268,27 +267,22 @@ pub fn extra() -> Option<&'static mut ThreadExtra> {
 #[cold]
 #[inline(never)]
 fn new_extra() -> Option<&'static mut ThreadExtra> {
-    let p = match take_spare() {
-        Some(p) => {
-            // Everything that belongs to the thread that ended starts again;
-            // its counters were flushed and its ring released when it ended.
-            let x = unsafe { &mut *p };
-            x.stack_hi = stack_bounds();
-            x.walk.reusable = false;
-            if let Some(check) = x.check.as_mut() {
-                check.reusable = false;
-            }
-            x.refresh = RefreshBackoff::default();
-            p
-        }
-        None => fresh_extra(),
-    };
+    let p = take_spare().unwrap_or_else(fresh_extra);
+    // What belongs to the thread (a spare's previous owner's counters were
+    // flushed and its ring released when that thread ended).
+    let x = unsafe { &mut *p };
+    x.stack_hi = stack_bounds();
+    x.walk.reusable = false;
+    if let Some(check) = x.check.as_mut() {
+        check.reusable = false;
+    }
+    x.refresh = RefreshBackoff::default();
     unsafe { (*crate::tls::block()).extra = p };
     let key = KEY.load(Ordering::Acquire);
     if key != u32::MAX {
         unsafe { libc::pthread_setspecific(key, p as *const libc::c_void) };
     }
-    Some(unsafe { &mut *p })
+    Some(x)
 }
 
 /// ThreadExtra is ~150 KiB: built in place on the heap, never on the stack
@@ -297,16 +291,15 @@ fn new_extra() -> Option<&'static mut ThreadExtra> {
 fn fresh_extra() -> *mut ThreadExtra {
     let mut b: Box<core::mem::MaybeUninit<ThreadExtra>> = Box::new_zeroed();
     let x = b.as_mut_ptr();
-    // All-zero is the initial state of every other field.
+    // All-zero is the initial state of every other field (stack_hi and
+    // refresh are set by `new_extra` for each thread).
     unsafe {
         core::ptr::addr_of_mut!((*x).unwind_cache).write(UnwindCaches::new());
         core::ptr::addr_of_mut!((*x).rules).write(crate::rules::RuleTable::new());
         core::ptr::addr_of_mut!((*x).recent).write(crate::stacks::RecentStacks::new());
-        core::ptr::addr_of_mut!((*x).stack_hi).write(stack_bounds());
         core::ptr::addr_of_mut!((*x).check).write(
             crate::lifecycle::CHECK_WALKS.load(Ordering::Relaxed).then(crate::walk::Walk::boxed),
         );
-        core::ptr::addr_of_mut!((*x).refresh).write(RefreshBackoff::default());
         crate::walk::Walk::init_in_place(core::ptr::addr_of_mut!((*x).walk));
     }
     Box::into_raw(unsafe { b.assume_init() })
